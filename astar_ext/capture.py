@@ -1,0 +1,281 @@
+"""Read cross-attention probabilities out of a UNet without touching its attention kernel.
+
+:class:`AttentionCapture` puts a forward hook (``with_kwargs=True``, because ``context`` arrives
+only as a keyword) on each selected ``attn2`` module. The module's own forward runs unchanged —
+xformers, SDP, split attention, whatever the host chose — and the hook recomputes, in fp32,
+``softmax(q k^T * scale)`` from ``module.to_q(x)`` and ``module.to_k(context)``, averages the heads
+and keeps only the requested context columns. It records only inside :meth:`recording`, into a
+store keyed by layer name (no call counting), so a normal denoiser call costs one early return per
+hooked layer and produces bitwise the same output.
+
+Layers are found by class name (``CrossAttention`` of ldm and sgm, ldm's
+``MemoryEfficientCrossAttention``) under the attribute name ``attn2``, and by map resolution: a
+static walk of the UNet counts the stride-2 down- and up-samplings before each layer
+(its "level"; the map is ``latent / 2**level``). Level 2 is the paper's 16x16 at 512 px for SD 1.x
+(the five layers of ``input_blocks.7/8`` and ``output_blocks.3/4/5``), 24x24 for SD 2.x at 768 px,
+and 32x32 for SDXL at 1024 px.
+
+Hooks are owned: :meth:`install` is idempotent, :meth:`remove` removes every handle, the object is
+a context manager, and :func:`remove_all` removes the hooks of every live capture (for a UI
+reload).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .maps import map_size
+
+ATTENTION_CLASSES = ("CrossAttention", "MemoryEfficientCrossAttention")
+DOWN_CLASSES = ("Downsample",)
+UP_CLASSES = ("Upsample",)
+
+_LIVE: weakref.WeakSet[AttentionCapture] = weakref.WeakSet()
+
+
+class CaptureComplete(Exception):
+    """Raised from the last needed layer's hook to skip the rest of the UNet (early exit).
+
+    :meth:`AttentionCapture.recording` swallows it, so the ``with`` block simply ends there.
+    """
+
+
+class CaptureError(RuntimeError):
+    """The capture cannot work on this model or this call (message says why)."""
+
+
+def attention_levels(unet: nn.Module, attn_name: str = "attn2",
+                     classes: Sequence[str] = ATTENTION_CLASSES) -> dict[str, int]:
+    """Map each cross-attention module of ``unet`` (name relative to ``unet``) to its level.
+
+    The level is the number of stride-2 downsamplings minus upsamplings that precede the module
+    in execution order; ``named_modules()`` lists the ldm/sgm ``UNetModel`` in that order
+    (input_blocks, middle_block, output_blocks; an output block's ``Upsample`` follows its
+    transformer). The result is ordered by execution.
+    """
+    levels: dict[str, int] = {}
+    level = 0
+    for name, module in unet.named_modules():
+        cls = type(module).__name__
+        parts = name.split(".")
+        if parts[-1] in ("h_upd", "x_upd"):
+            continue  # resampling inside a ResBlock (counted through the ResBlock itself)
+        if cls in DOWN_CLASSES:
+            level += 1
+        elif cls in UP_CLASSES:
+            level -= 1
+        elif getattr(module, "updown", False):  # a ResBlock that resamples
+            down = type(getattr(module, "h_upd", None)).__name__ in DOWN_CLASSES
+            level += 1 if down else -1
+        elif parts[-1] == attn_name and cls in classes:
+            levels[name] = level
+    return levels
+
+
+@dataclasses.dataclass
+class Recording:
+    """What one :meth:`AttentionCapture.recording` collected.
+
+    Attributes:
+        probs: layer name -> head-averaged probabilities ``[B, h*w, C]`` (fp32) of the requested
+            columns, in the order the layers ran.
+        hw: the map size ``(h, w)`` (from the latent size seen by the UNet).
+        latent_hw: the spatial size of the UNet input.
+        complete: every selected layer recorded.
+    """
+
+    columns: torch.Tensor
+    probs: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    hw: tuple[int, int] | None = None
+    latent_hw: tuple[int, int] | None = None
+    early_exit: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.probs) and self._expected == len(self.probs)
+
+    _expected: int = 0
+
+
+class AttentionCapture:
+    """Forward hooks on a UNet's cross-attention layers at one map resolution.
+
+    Args:
+        unet: the ``UNetModel`` (ldm or sgm ``diffusion_model``).
+        level: map level (see :func:`attention_levels`); 2 = image/32.
+        layers: explicit layer names (relative to ``unet``) instead of all layers at ``level``.
+        context_transform: applied to ``context`` before ``to_k`` (the WebUI's hypernetworks).
+
+    Usage::
+
+        with AttentionCapture(unet) as cap:
+            with cap.recording(columns) as rec:      # columns: [B, C] long
+                unet(x, t, context=ctx)
+            rec.probs                                # {layer: [B, h*w, C]}
+    """
+
+    def __init__(
+        self,
+        unet: nn.Module,
+        level: int = 2,
+        layers: Sequence[str] | None = None,
+        context_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
+        self.unet = unet
+        self.level = level
+        all_levels = attention_levels(unet)
+        if layers is None:
+            self.layers = [name for name, lv in all_levels.items() if lv == level]
+        else:
+            unknown = [n for n in layers if n not in all_levels]
+            if unknown:
+                raise CaptureError(f"not cross-attention layers of this UNet: {', '.join(unknown)}")
+            order = list(all_levels)
+            self.layers = sorted(layers, key=order.index)
+            levels = {all_levels[n] for n in self.layers}
+            if len(levels) > 1:
+                raise CaptureError("the selected layers have different map resolutions")
+            if levels:
+                self.level = levels.pop()
+        if not self.layers:
+            raise CaptureError(f"this UNet has no cross-attention layer at level {level} "
+                               f"(levels found: {sorted(set(all_levels.values()))})")
+        modules = dict(unet.named_modules())
+        self.modules = {name: modules[name] for name in self.layers}
+        self.context_transform = context_transform
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._active: Recording | None = None
+
+    # --- installation --------------------------------------------------------------------------
+    @property
+    def installed(self) -> bool:
+        return bool(self._handles)
+
+    def install(self) -> AttentionCapture:
+        """Register the hooks (a second call does nothing)."""
+        if self._handles:
+            return self
+        try:
+            self._handles.append(self.unet.register_forward_pre_hook(self._unet_pre_hook, with_kwargs=True))
+            for name, module in self.modules.items():
+                self._handles.append(module.register_forward_hook(self._make_hook(name), with_kwargs=True))
+        except BaseException:
+            self.remove()
+            raise
+        _LIVE.add(self)
+        return self
+
+    def remove(self) -> None:
+        """Remove every hook of this capture (safe to call any number of times)."""
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
+        self._active = None
+        _LIVE.discard(self)
+
+    def __enter__(self) -> AttentionCapture:
+        return self.install()
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    # --- recording -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def recording(self, columns: torch.Tensor, early_exit: bool = False) -> Iterator[Recording]:
+        """Record the selected layers' probabilities of ``columns`` (``[B, C]`` long, per row).
+
+        With ``early_exit`` the hook of the last selected layer raises :class:`CaptureComplete`
+        once every layer has been recorded; it is swallowed here, so the code after the UNet
+        call inside the ``with`` block does not run.
+        """
+        if not self._handles:
+            raise CaptureError("recording() needs the capture installed (use it as a context manager)")
+        if self._active is not None:
+            raise CaptureError("recording() is not re-entrant")
+        rec = Recording(columns=columns, early_exit=early_exit, _expected=len(self.layers))
+        self._active = rec
+        try:
+            yield rec
+        except CaptureComplete:
+            pass
+        finally:
+            self._active = None
+
+    def _unet_pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        rec = self._active
+        if rec is None:
+            return None
+        x = args[0] if args else kwargs.get("x")
+        if isinstance(x, torch.Tensor) and x.dim() == 4:
+            rec.latent_hw = (int(x.shape[-2]), int(x.shape[-1]))
+            rec.hw = map_size(rec.latent_hw, self.level)
+        return None
+
+    def _make_hook(self, name: str) -> Callable:
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> None:
+            rec = self._active
+            if rec is None:
+                return None
+            x = args[0] if args else kwargs["x"]
+            context = kwargs.get("context", args[1] if len(args) > 1 else None)
+            if context is None:
+                return None
+            rec.probs[name] = self._probabilities(module, x, context, rec)
+            if rec.early_exit and rec.complete:
+                raise CaptureComplete()
+            return None
+
+        return hook
+
+    def _probabilities(self, module: nn.Module, x: torch.Tensor, context: torch.Tensor, rec: Recording) -> torch.Tensor:
+        """Head-averaged ``softmax(q k^T * scale)`` of the requested columns, ``[B, N, C]`` fp32."""
+        columns = rec.columns
+        b, n, _ = x.shape
+        if columns.shape[0] != b:
+            raise CaptureError(f"recording expects {columns.shape[0]} rows but the UNet ran {b}; "
+                               "record only your own pass")
+        if rec.hw is not None and rec.hw[0] * rec.hw[1] != n:
+            raise CaptureError(f"layer has {n} queries, expected {rec.hw[0]}x{rec.hw[1]} at level {self.level}")
+        if self.context_transform is not None:
+            context = self.context_transform(context)
+        q = module.to_q(x)
+        k = module.to_k(context)
+        heads = module.heads
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            q = q.float().reshape(b, n, heads, -1).transpose(1, 2)  # [B, H, N, d]
+            k = k.float().reshape(b, k.shape[1], heads, -1).transpose(1, 2)  # [B, H, T, d]
+            scale = getattr(module, "scale", q.shape[-1] ** -0.5)
+            probs = (q @ k.transpose(-1, -2) * scale).softmax(-1).mean(1)  # [B, N, T]
+            index = columns.to(probs.device)[:, None, :].expand(b, n, columns.shape[1])
+            return probs.gather(-1, index)
+
+
+def remove_all() -> int:
+    """Remove the hooks of every live :class:`AttentionCapture`; returns how many were removed."""
+    live = list(_LIVE)
+    for cap in live:
+        cap.remove()
+    return len(live)
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Turn off ``requires_grad`` of ``module``'s parameters for the block, restore afterwards.
+
+    The latent is the only leaf of the loss pass; frozen weights keep autograd from saving what a
+    weight gradient would need.
+    """
+    changed = [p for p in module.parameters() if p.requires_grad]
+    for p in changed:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in changed:
+            p.requires_grad_(True)

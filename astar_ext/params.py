@@ -1,0 +1,273 @@
+"""The one table of A-STAR's user-facing fields, and every conversion of it.
+
+The UI, the infotext (writing and pasting back), the API (a positional list or one dict with named
+fields) and the XYZ plot all iterate over :data:`FIELDS`; nothing else lists the fields. The
+positional order is part of the public API: new fields are only ever appended.
+
+Standard library only: this module is imported by the WebUI adapter and by the tests without torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class ParamError(ValueError):
+    """An invalid A-STAR argument. ``field`` names the offending field (or ``None`` for the whole set)."""
+
+    def __init__(self, field: str | None, message: str):
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One user-facing setting.
+
+    ``minimum``/``maximum`` bound numbers (inclusive); ``step`` is the UI slider step. ``api`` is the
+    name used in an API dict and in ``p.astar_<api>`` overrides; ``infotext`` is the key written to
+    and read from the infotext.
+    """
+
+    name: str
+    label: str
+    type: type
+    default: Any
+    infotext: str
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    help: str = ""
+
+    @property
+    def api(self) -> str:
+        return self.name
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("enabled", "Enable A-STAR", bool, False, "A-STAR enabled",
+          help="Apply A-STAR to this generation."),
+    Field("concepts", "Concepts", str, "", "A-STAR concepts",
+          help="Comma-separated words or phrases of the prompt (e.g. 'cat, red car'), or #N for "
+               "the token at column N (SOT is #0, so in 'a cat and a dog' cat is #2)."),
+    Field("scale", "Step size", float, 20.0, "A-STAR scale", 0.0, 100.0, 0.5,
+          help="Step size factor of the latent update (Attend-and-Excite's 20)."),
+    Field("window", "Window", float, 0.5, "A-STAR window", 0.0, 1.0, 0.05,
+          help="Fraction of the sampling steps, from the first, whose latent is corrected."),
+    Field("seg_weight", "Segregation weight", float, 1.0, "A-STAR seg weight", 0.0, 10.0, 0.1,
+          help="Weight of the segregation loss (Eq. 2): keeps the concepts' attention apart."),
+    Field("ret_weight", "Retention weight", float, 1.0, "A-STAR ret weight", 0.0, 10.0, 0.1,
+          help="Weight of the retention loss (Eq. 3): keeps each concept on its previous region."),
+    Field("iterations", "Iterations per step", int, 1, "A-STAR iterations", 1, 10, 1,
+          help="Gradient updates per optimised step."),
+    Field("mask_threshold", "Mask threshold", float, 0.5, "A-STAR mask threshold", 0.05, 0.95, 0.05,
+          help="Threshold on the min-max normalised map that makes the retention mask."),
+    Field("hires", "Also on the hires pass", bool, False, "A-STAR hires",
+          help="Also correct the latent during the hires-fix pass (off: first pass only)."),
+)
+
+FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+FIELD_BY_INFOTEXT: dict[str, Field] = {f.infotext: f for f in FIELDS}
+INFOTEXT_PREFIX = "A-STAR"
+
+AStarParams = dataclasses.make_dataclass(
+    "AStarParams",
+    [(f.name, f.type, dataclasses.field(default=f.default)) for f in FIELDS],
+    frozen=True,
+    namespace={"__doc__": "One immutable set of A-STAR settings; fields as in :data:`FIELDS`."},
+)
+AStarParams.__module__ = __name__
+
+DEFAULTS = AStarParams()
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _coerce(f: Field, value: Any, strict: bool) -> Any:
+    """Convert ``value`` to ``f.type`` and check its range.
+
+    ``strict`` (API dicts and positional lists): only JSON-like values of the right kind are taken,
+    e.g. ``True`` for a bool, ``3`` or ``3.0`` for an int, a number for a float. Not strict
+    (infotext, whose values are always strings): strings are parsed.
+    """
+    if f.type is bool:
+        if isinstance(value, bool):
+            out = value
+        elif not strict and isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            out = value.strip().lower() in _TRUE
+        else:
+            raise ParamError(f.name, f"expected true or false, got {value!r}")
+        return out
+    if f.type is str:
+        if f.name == "concepts" and isinstance(value, (list, tuple)):
+            return concepts_to_text(value)
+        if not isinstance(value, str):
+            raise ParamError(f.name, f"expected text, got {value!r}")
+        if f.name == "concepts" and "\n" in value:
+            raise ParamError(f.name, "must be on one line (separate concepts with commas)")
+        return value.strip()
+
+    # numbers
+    if isinstance(value, bool):
+        raise ParamError(f.name, f"expected a number, got {value!r}")
+    if isinstance(value, str):
+        if strict:
+            raise ParamError(f.name, f"expected a number, got the text {value!r}")
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ParamError(f.name, f"expected a number, got {value!r}") from None
+    if not isinstance(value, (int, float)):
+        raise ParamError(f.name, f"expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ParamError(f.name, f"must be a finite number, got {value!r}")
+    if f.type is int:
+        if float(value) != int(value):
+            raise ParamError(f.name, f"expected a whole number, got {value!r}")
+        value = int(value)
+    else:
+        value = float(value)
+    if f.minimum is not None and value < f.minimum or f.maximum is not None and value > f.maximum:
+        raise ParamError(f.name, f"must be between {_num(f.minimum)} and {_num(f.maximum)}, got {_num(value)}")
+    return value
+
+
+def _num(v: float | int | None) -> str:
+    return "?" if v is None else (str(int(v)) if float(v).is_integer() else repr(float(v)))
+
+
+def concepts_to_text(items: Sequence[Any]) -> str:
+    """``["cat", "red car", 5]`` -> ``"cat, red car, #5"`` (integers are token columns)."""
+    parts = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise ParamError("concepts", f"each item must be a word or an integer token position, got {item!r}")
+        if isinstance(item, int):
+            if item < 0:
+                raise ParamError("concepts", f"token positions are >= 0, got {item}")
+            parts.append(f"#{item}")
+        else:
+            text = item.strip()
+            if not text or "," in text:
+                raise ParamError("concepts",
+                                 f"each item must be one non-empty word or phrase without commas, got {item!r}")
+            parts.append(text)
+    return ", ".join(parts)
+
+
+def from_args(args: Sequence[Any]) -> Any:
+    """Parse a script's argument slice: the positional list of :data:`FIELDS`, or one dict first.
+
+    A dict in the first slot wins (the values after it are the UI defaults the API fills in and
+    are ignored). A shorter list keeps the defaults of the missing trailing fields.
+    Raises :class:`ParamError` naming the field.
+    """
+    args = list(args)
+    if args and isinstance(args[0], Mapping):
+        return from_dict(args[0])
+    if len(args) > len(FIELDS):
+        raise ParamError(None, f"got {len(args)} positional arguments, A-STAR takes at most {len(FIELDS)}: "
+                               + ", ".join(f.name for f in FIELDS))
+    values = {f.name: _coerce(f, v, strict=True) for f, v in zip(FIELDS, args)}
+    return AStarParams(**values)
+
+
+def from_dict(data: Mapping[str, Any]) -> Any:
+    """Parse a dict with named fields (API names); unknown names and wrong types are errors."""
+    values = {}
+    for key, value in data.items():
+        f = FIELD_BY_NAME.get(key) if isinstance(key, str) else None
+        if f is None:
+            hint = difflib.get_close_matches(str(key), list(FIELD_BY_NAME), n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ParamError(str(key), f"unknown field{extra}; known fields: " + ", ".join(FIELD_BY_NAME))
+        values[f.name] = _coerce(f, value, strict=True)
+    return AStarParams(**values)
+
+
+def to_dict(params: Any) -> dict[str, Any]:
+    """All fields by API name, in table order."""
+    return {f.name: getattr(params, f.name) for f in FIELDS}
+
+
+def to_args(params: Any) -> list[Any]:
+    """The positional list, in table order."""
+    return [getattr(params, f.name) for f in FIELDS]
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def to_infotext(params: Any) -> dict[str, str]:
+    """Infotext pairs for ``p.extra_generation_params``: every field, all keys starting with A-STAR."""
+    return {f.infotext: _format_value(getattr(params, f.name)) for f in FIELDS}
+
+
+def has_infotext(pairs: Mapping[str, Any]) -> bool:
+    return any(f.infotext in pairs for f in FIELDS)
+
+
+def from_infotext(pairs: Mapping[str, Any]) -> Any:
+    """Parse the A-STAR keys of a parsed infotext (values are strings); absent keys keep defaults."""
+    values = {}
+    for f in FIELDS:
+        if f.infotext in pairs:
+            values[f.name] = _coerce(f, pairs[f.infotext], strict=False)
+    return AStarParams(**values)
+
+
+def replace(params: Any, **changes: Any) -> Any:
+    """A copy of ``params`` with validated changes (e.g. XYZ-plot overrides)."""
+    checked = {}
+    for key, value in changes.items():
+        f = FIELD_BY_NAME.get(key)
+        if f is None:
+            raise ParamError(key, "unknown field")
+        checked[key] = _coerce(f, value, strict=False)
+    return dataclasses.replace(params, **checked)
+
+
+# --- infotext text form ------------------------------------------------------------------------
+# The WebUI joins pairs as ``key: value`` with ", " and JSON-quotes a value that contains a comma,
+# a colon or a newline (modules/infotext_utils.py ``quote``); it parses them back with the pattern
+# below (the same language as ``re_param_code`` there). These two functions reproduce that
+# behaviour so that the round trip can be tested without the WebUI.
+
+_PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+
+def quote_value(value: Any) -> str:
+    text = str(value)
+    if "," in text or ":" in text or "\n" in text:
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def format_infotext_pairs(pairs: Mapping[str, Any]) -> str:
+    """``{"A-STAR scale": "20.0", ...}`` -> ``'A-STAR scale: 20.0, ...'`` as the WebUI writes it."""
+    return ", ".join(k if k == v else f"{k}: {quote_value(v)}" for k, v in pairs.items() if v is not None)
+
+
+def parse_infotext_pairs(line: str) -> dict[str, str]:
+    """Parse the last line of an infotext into ``{key: value}`` strings, unquoting JSON strings."""
+    out = {}
+    for key, value in _PAIR.findall(line):
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        out[key] = value
+    return out
