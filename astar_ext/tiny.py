@@ -7,9 +7,13 @@ layout (``attention_resolutions [4, 2, 1]``, two res-blocks per level, spatial t
 ``CompVisDenoiser`` and the WebUI's denoiser use: ``alphas_cumprod`` (SD's scaled-linear betas)
 and ``apply_model(x, t, cond)`` with ``cond = {"c_crossattn": [context]}``.
 
-Random weights: the zero-initialised output layers of ldm are re-initialised so that every block
-influences the output. The text encoder is a seeded embedding table over CLIP's vocabulary.
-ldm is imported only when a model is built.
+Random weights, shaped to behave a little like a trained model (see :class:`TinyConfig`): the
+zero-initialised layers of ldm are re-initialised so that every block influences the output; the
+cross-attention keys are scaled up, because random projections give nearly uniform attention over
+the 77 tokens where a trained model's is peaked; the noise prediction is scaled down, because a
+random prediction of full size makes the sampler walk randomly where a trained one keeps the
+latent's layout from step to step. The text encoder is a seeded embedding table over CLIP's
+vocabulary. ldm is imported only when a model is built.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from torch import nn
 
 @dataclasses.dataclass(frozen=True)
 class TinyConfig:
+    """Size and shaping of the tiny model.
+
+    ``attention_sharpness`` multiplies the ``to_k`` weights of every ``attn2`` layer;
+    ``output_scale`` multiplies the UNet's final convolution (the predicted noise).
+    """
+
     model_channels: int = 32
     channel_mult: tuple[int, ...] = (1, 2, 2, 2)
     attention_resolutions: tuple[int, ...] = (4, 2, 1)
@@ -30,6 +40,8 @@ class TinyConfig:
     transformer_depth: int | tuple[int, ...] = 1
     context_dim: int = 32
     vocab_size: int = 49408
+    attention_sharpness: float = 4.0
+    output_scale: float = 0.3
     seed: int = 0
 
 
@@ -79,6 +91,13 @@ class TinyLDM(nn.Module):
                 legacy=False,
             )
             reinit_zero_layers(self.diffusion_model)
+            with torch.no_grad():
+                for name, module in self.diffusion_model.named_modules():
+                    if name.endswith("attn2"):
+                        module.to_k.weight.mul_(config.attention_sharpness)
+                out = self.diffusion_model.out[-1]
+                out.weight.mul_(config.output_scale)
+                out.bias.mul_(config.output_scale)
             self.text = TinyTextEncoder(config.vocab_size, config.context_dim)
         finally:
             torch.random.set_rng_state(gen_state)

@@ -19,3 +19,24 @@ def clip_wrapper():
 @pytest.fixture(scope="session")
 def tokenize(clip_wrapper):
     return clip_wrapper.tokenize
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """A tiny LatentDiffusion-like model around the real ldm ``UNetModel`` (SD 1.x block layout)."""
+    from astar_ext.tiny import TinyLDM
+
+    return TinyLDM()
+
+
+def hook_count(module) -> int:
+    """Every forward (pre-)hook registered on ``module`` and its children."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
+
+
+def prompt_ids(wrapper, prompt: str):
+    """Token ids ``[1, 77*k]`` of ``prompt`` and its chunks, as the WebUI would build them."""
+    import torch
+
+    chunks, _ = wrapper.tokenize_line(prompt)
+    return torch.tensor([sum((c.tokens for c in chunks), [])]), chunks
