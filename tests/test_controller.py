@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import k_diffusion as K
 import pytest
 import torch
