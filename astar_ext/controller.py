@@ -66,7 +66,8 @@ class EngineOptions:
 class StepRecord:
     """Diagnostics of one optimised step (values of the first iteration, before its update).
 
-    ``overlap[r][p]`` is Eq. 2's term of pair ``p`` (:attr:`pairs`) for row ``r``;
+    ``overlap[r][p]`` is Eq. 2's term of pair ``p`` (:attr:`pairs`) for row ``r`` (0 where
+    ``pair_valid[r][p]`` is False: a concept of the pair is not in that row's prompt);
     ``retention[r][m]`` Eq. 3's term of concept ``m`` (``None`` where skipped);
     ``retention_iou[r][m]`` the IoU of concept ``m``'s binary mask at this step and at the
     previous optimised step (``None`` without a previous mask).
@@ -80,6 +81,7 @@ class StepRecord:
     ret_loss: float = math.nan
     loss: float = math.nan
     overlap: list[list[float]] = dataclasses.field(default_factory=list)
+    pair_valid: list[list[bool]] = dataclasses.field(default_factory=list)
     retention: list[list[float | None]] = dataclasses.field(default_factory=list)
     retention_iou: list[list[float | None]] = dataclasses.field(default_factory=list)
     grad_norm: float = math.nan
@@ -97,6 +99,7 @@ class MeasureRecord:
     step: int
     sigma: float
     overlap: list[list[float]]
+    pair_valid: list[list[bool]]
     seg_loss: float
     seconds: float
     maps: torch.Tensor | None = None
@@ -110,6 +113,19 @@ def _scalar(sigma: Any) -> float:
 
 def _rows(t: torch.Tensor) -> list[list[float]]:
     return [[float(v) for v in row] for row in t.detach().float().cpu()]
+
+
+def _pair_valid(valid: torch.Tensor) -> list[list[bool]]:
+    """``[B, K]`` concept validity -> per row, per pair of :func:`concept_pairs`: both concepts present."""
+    v = valid.cpu()
+    pairs = concept_pairs(v.shape[1])
+    return [[bool(row[m] and row[n]) for m, n in pairs] for row in v]
+
+
+def mean_overlap(overlap: list[list[float]], pair_valid: list[list[bool]]) -> float | None:
+    """Mean of the valid pair terms over rows and pairs (None when no pair is valid)."""
+    vals = [o for row, ok in zip(overlap, pair_valid) for o, good in zip(row, ok) if good]
+    return sum(vals) / len(vals) if vals else None
 
 
 class AStarController:
@@ -237,6 +253,7 @@ class AStarController:
         record.ret_loss = float(terms.ret.detach().mean())
         record.loss = float(terms.total.detach().mean())
         record.overlap = _rows(terms.pairs)
+        record.pair_valid = _pair_valid(layout.valid)
         masks, ok = retention_masks(maps, self.params.mask_threshold, self.options.mask_method)
         ok = ok & layout.valid.to(ok.device)
         ret = terms.retention.detach().float().cpu()
@@ -263,7 +280,8 @@ class AStarController:
         t0 = time.perf_counter()
         maps = self._maps(x, sigma, layout, denoise_fn)
         seg, pairs = segregation_loss(maps, layout.valid.to(maps.device))
-        m = MeasureRecord(step=step, sigma=_scalar(sigma), overlap=_rows(pairs), seg_loss=float(seg.mean()),
+        m = MeasureRecord(step=step, sigma=_scalar(sigma), overlap=_rows(pairs), pair_valid=_pair_valid(layout.valid),
+                          seg_loss=float(seg.mean()),
                           seconds=time.perf_counter() - t0,
                           maps=maps.float().cpu() if self.options.keep_maps else None)
         self.measures.append(m)

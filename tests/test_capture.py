@@ -209,11 +209,13 @@ def test_context_transform_is_applied(tiny, batch):
     x, t, ctx, layout = batch
     calls = []
 
-    def transform(c):
-        calls.append(c.shape)
+    def transform(c, module):
+        calls.append(module)
         return c * 2
 
     with AttentionCapture(tiny.diffusion_model, context_transform=transform) as cap, torch.no_grad():
         with cap.recording(layout.gather) as rec:
             tiny.diffusion_model(x, t, context=ctx)
     assert len(calls) == 5 and rec.complete
+    modules = dict(tiny.diffusion_model.named_modules())
+    assert calls == [modules[n] for n in SD1_LAYERS]
