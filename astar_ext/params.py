@@ -182,9 +182,10 @@ def from_args(args: Sequence[Any], base: Any = None) -> Any:
 def from_dict(data: Mapping[str, Any], base: Any = None) -> Any:
     """Parse a dict with named fields (API names); unknown names and wrong types are errors.
 
-    Absent fields take their value from ``base`` (default: :data:`DEFAULTS`).
+    Sending a dict means "use A-STAR": ``enabled`` is true unless the dict says ``"enabled": false``.
+    Other absent fields take their value from ``base`` (default: :data:`DEFAULTS`).
     """
-    values = {}
+    values: dict[str, Any] = {"enabled": True}
     for key, value in data.items():
         f = FIELD_BY_NAME.get(key) if isinstance(key, str) else None
         if f is None:

@@ -43,6 +43,13 @@ def test_gradio_floats_for_int_fields_are_accepted():
     assert P.from_args([True, "cat", 20, 0.5, 1, 1, 3.0]).iterations == 3
 
 
+def test_a_dict_means_enabled_unless_it_says_otherwise():
+    assert P.from_dict({"concepts": "cat"}).enabled is True
+    assert P.from_dict({"enabled": False, "concepts": "cat"}).enabled is False
+    base = P.replace(P.DEFAULTS, scale=7.0)
+    assert P.from_dict({}, base).scale == 7.0
+
+
 def test_dict_first_slot_wins_over_ui_defaults_after_it():
     p = P.from_args([{"enabled": True, "concepts": ["cat", "red car", 5]}, False, "x", 1.0])
     assert p.enabled and p.concepts == "cat, red car, #5"

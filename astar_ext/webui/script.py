@@ -115,7 +115,7 @@ def _explicitly_off(args: tuple | list) -> bool:
         return True
     first = args[0]
     if isinstance(first, dict):
-        return first.get("enabled") is False or "enabled" not in first
+        return first.get("enabled", True) is False
     return first is False
 
 
