@@ -108,18 +108,24 @@ def test_ui_layout_and_args_slices(webui):
     Other = make_script(webui, title="Other", hooks=False, section="accordions")
     runner = webui.start(Probe, Other)
 
-    probe, other = webui.script(Probe), webui.script(Other)
-    xyz = webui.script("X/Y/Z plot")
-    # section "accordions" is laid out before the "scripts" category; inputs[0] is the selectable-script dropdown
-    assert (other.args_from, other.args_to) == (1, 4)
-    assert (probe.args_from, probe.args_to) == (4, 7)
-    assert xyz.args_from == 7 and xyz.args_to == 7 + 18 and not xyz.alwayson
+    probe, xyz = webui.script(Probe), webui.script("X/Y/Z plot")
+    slots = {s.title(): (s.args_from, s.args_to) for s in runner.scripts}
+    # UI categories in order: sampler, accordions (extension scripts before the built-in Refiner), seed, ..., then
+    # the scripts area: section-None always-on scripts, the dropdown (inputs[0]), the selectable scripts
+    assert slots == {"Sampler": (1, 4), "Other": (4, 7), "Refiner": (7, 10), "Seed": (10, 16), "Probe": (16, 19),
+                     "Comments": (19, 19), "X/Y/Z plot": (19, 37)}
+    assert [s.title() for s in runner.alwayson_scripts] == ["Probe", "Other", "Comments", "Refiner", "Sampler", "Seed"]
+    assert not xyz.alwayson and runner.selectable_scripts == [xyz]
     assert probe.name == "probe" and probe.api_info.args[1].maximum == 10
     assert probe.elem_id("x") == "script_txt2img_probe_x"
     assert runner.paste_field_names == ["Other", "Probe"]
-    assert webui.ui_args(runner)[:7] == [0, False, 3, "a", False, 3, "a"]
+    assert webui.ui_args(runner)[:8] == [0, 20, "DPM++ 2M", "Automatic", False, 3, "a", False]
+    # without the built-in scripts the first always-on script starts right after the dropdown slot
+    webui.start(Probe, builtin_scripts=False)
+    assert (webui.script(Probe).args_from, webui.script(Probe).args_to) == (1, 4)
     # img2img has its own instances and indices
-    assert webui.script(Probe, is_img2img=True) is not probe and webui.script(Probe, is_img2img=True).is_img2img
+    assert webui.script(Probe, is_img2img=True) is not webui.script(Probe)
+    assert webui.script(Probe, is_img2img=True).is_img2img
 
     # the xyz module is reachable the way extensions look it up
     data = [x for x in webui.scripts.scripts_data if x.script_class.__module__ == "xyz_grid.py"][0]
@@ -134,13 +140,18 @@ def test_txt2img_hook_order_args_and_kwargs(webui):
                  "process_before_every_sampling", "post_sample", "postprocess_batch", "postprocess_batch_list"]
     per_image = ["postprocess_image", "postprocess_maskoverlay", "postprocess_image_after_composite"]
     expected = ["setup", "before_process", "process"] + (per_batch + per_image * 2) * 2 + ["postprocess"]
-    assert run.hooks() == expected
+    assert run.hooks(Probe) == expected
+    # built-in scripts are dispatched too, after the extension script (they come later in scripts_data)
+    setups = [type(c.script).__name__ for c in run.calls if c.hook == "setup"]
+    assert setups == ["Probe", "ScriptRefiner", "ScriptSampler", "ScriptSeed"]
+    assert (run.p.steps, run.p.sampler_name, run.p.seed) == (2, "Euler", 1)  # set by the built-in scripts' setup
 
-    calls = {c.hook: c for c in run.calls}
+    mine = [c for c in run.calls if isinstance(c.script, Probe)]
+    calls = {c.hook: c for c in mine}
     assert calls["process"].args == (True, 7, "a")
     assert run.script_args[0] == 0 and isinstance(run.p.script_args, tuple)
 
-    before = [c for c in run.calls if c.hook == "before_process_batch"]
+    before = [c for c in mine if c.hook == "before_process_batch"]
     assert [c.kwargs["batch_number"] for c in before] == [0, 1]
     assert before[0].kwargs["prompts"] == ["a cat <lora:thing:0.5>"] * 2
     assert calls["process_batch"].kwargs["prompts"] == ["a cat "] * 2
@@ -148,7 +159,7 @@ def test_txt2img_hook_order_args_and_kwargs(webui):
     assert set(calls["after_extra_networks_activate"].kwargs) == {"batch_number", "prompts", "seeds", "subseeds",
                                                                    "extra_network_data"}
 
-    sampling = [c for c in run.calls if c.hook == "process_before_every_sampling"]
+    sampling = [c for c in mine if c.hook == "process_before_every_sampling"]
     assert set(sampling[0].kwargs) == {"x", "noise", "c", "uc"}
     assert sampling[0].kwargs["x"] is sampling[0].kwargs["noise"] and sampling[0].kwargs["x"].shape == (2, 4, 8, 8)
     images = calls["postprocess_batch"].kwargs["images"]
@@ -345,7 +356,8 @@ def test_callbacks_registration_errors_and_removal(webui):
     sc.remove_callbacks_for_function(first)
     assert [c.callback for c in sc.callback_map["callbacks_cfg_denoiser"]] == [broken]
     sc.remove_current_script_callbacks()
-    assert not any(sc.callback_map.values())
+    left = [c.script for callbacks in sc.callback_map.values() for c in callbacks]
+    assert left == [os.path.join(webui.paths.script_path, "modules", "processing_scripts", "comments.py")]
 
 
 # --------------------------------------------------------------------------------------------------------------------

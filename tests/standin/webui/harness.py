@@ -190,11 +190,17 @@ class WebUI:
             self.script_callbacks.extension_dirs.append(root)
         return self.scripts.load_script_file(path, root)
 
-    def start(self, *scripts, with_xyz=True):
-        """WebUI start-up with the given ``Script`` classes and/or script file paths; returns the txt2img runner."""
+    def start(self, *scripts, with_xyz=True, builtin_scripts=True):
+        """WebUI start-up with the given ``Script`` classes and/or script file paths; returns the txt2img runner.
+
+        ``builtin_scripts=False`` leaves out the built-in Sampler/Refiner/Seed/Comments scripts (then the first
+        always-on script gets ``args_from == 1`` and ``steps``/``sampler_name``/``seed`` go straight to ``p``).
+        """
         from fastapi import FastAPI
 
         sc = self.scripts
+        sc.include_builtin_scripts = builtin_scripts
+        sc.script_classes[:] = [item for item in scripts if inspect.isclass(item)]
         files = [sc.ScriptFile(self.paths.script_path, "xyz_grid.py", XYZ_PATH)] if with_xyz else []
         for item in scripts:
             if isinstance(item, (str, os.PathLike)):
@@ -205,12 +211,6 @@ class WebUI:
                 files.append(sc.ScriptFile(root, os.path.basename(path), path))
         sc.script_files[:] = files
         sc.load_scripts()
-
-        for item in scripts:
-            if inspect.isclass(item):
-                path = inspect.getfile(item)
-                sc.scripts_data.append(sc.ScriptClassData(item, path, os.path.dirname(path),
-                                                          sys.modules.get(item.__module__)))
 
         self.xyz = next((d.module for d in sc.scripts_data if d.script_class.__module__ == "xyz_grid.py"), None)
 
@@ -257,9 +257,9 @@ class WebUI:
         raise KeyError(cls_or_title)
 
     # script arguments -------------------------------------------------------------------------------------------
-    def ui_args(self, runner, args=None):
+    def ui_args(self, runner, args=None, values=None):
         """What the UI submits: the dropdown index 0 and every component's default, with ``args`` overwritten."""
-        values = [0] + [_submitted_value(c) for c in runner.inputs[1:]]
+        values = list(values) if values is not None else [0] + [_submitted_value(c) for c in runner.inputs[1:]]
         for script, given in self._targets(runner, args):
             for i in range(min(script.args_to - script.args_from, len(given))):
                 values[script.args_from + i] = given[i]
@@ -277,10 +277,12 @@ class WebUI:
         if args is None:
             return []
         if isinstance(args, dict):
-            return [(self._find(runner, key), given) for key, given in args.items()]
+            return [(key if isinstance(key, self.scripts.Script) else self._find(runner, key), given)
+                    for key, given in args.items()]
         started = [s for s in (self._started or ()) if inspect.isclass(s)]
         first = next((s for s in runner.alwayson_scripts if started and isinstance(s, started[0])), None)
-        first = first or next(s for s in runner.alwayson_scripts if s.args_from is not None)
+        first = first or next(s for s in runner.alwayson_scripts
+                              if s.args_from is not None and not isinstance(s, self.scripts.ScriptBuiltinUI))
         return [(first, args)]
 
     def _find(self, runner, key):
@@ -304,7 +306,9 @@ class WebUI:
     def run_txt2img(self, scripts=None, args=None, *, alwayson_scripts=None, script_args=None, api=False, **kwargs):
         """One txt2img generation; ``scripts``: Script classes/paths (a single one or a list); ``args``: the first
         script's arguments (a list; missing trailing ones keep the UI defaults) or ``{class or title: list}``;
-        ``script_args``: the complete submitted list; ``kwargs``: ``StableDiffusionProcessingTxt2Img`` fields."""
+        ``script_args``: the complete submitted list; ``kwargs``: ``StableDiffusionProcessingTxt2Img`` fields (in the
+        UI path ``steps``/``sampler_name``/``scheduler``/``seed``/``subseed(_strength)``/``seed_resize_from_w/h``/
+        ``refiner_checkpoint``/``refiner_switch_at`` are submitted through the built-in scripts' controls)."""
         self._ensure_started(scripts)
         return self._generate(False, args, alwayson_scripts, script_args, api, kwargs)
 
@@ -319,18 +323,41 @@ class WebUI:
         self._ensure_started(scripts)
         runner = self.scripts.scripts_txt2img
         xyz = next(s for s in runner.selectable_scripts if s.title() == "X/Y/Z plot")
-        values = self.ui_args(runner, args)
-        values[0] = runner.selectable_scripts.index(xyz) + 1
         labels = [o.label for o in xyz.current_axis_options]
-        for offset, axis in ((0, x), (3, y), (6, z)):
-            label, text = axis if axis is not None else ("Nothing", "")
-            values[xyz.args_from + offset] = labels.index(label)
-            values[xyz.args_from + offset + 1] = text
-        values[xyz.args_from + 10] = include_lone_images
-        values[xyz.args_to - 1] = True  # csv_mode: read the text values
-        return self._generate(False, None, None, values, False, kwargs)
 
-    def _generate(self, is_img2img, args, alwayson_scripts, script_args, api, kwargs, init_latent=None):
+        def select_xyz(values):
+            values[0] = runner.selectable_scripts.index(xyz) + 1
+            for offset, axis in ((0, x), (3, y), (6, z)):
+                label, text = axis if axis is not None else ("Nothing", "")
+                values[xyz.args_from + offset] = labels.index(label)
+                values[xyz.args_from + offset + 1] = text
+            values[xyz.args_from + 10] = include_lone_images
+            values[xyz.args_to - 1] = True  # csv_mode: read the text values
+
+        return self._generate(False, args, None, None, False, kwargs, edit_values=select_xyz)
+
+    def _builtin_values(self, runner, fields):
+        """Moves the fields the built-in scripts own from ``fields`` into their submitted control values."""
+        out = {}
+        present = {s.title(): s for s in runner.alwayson_scripts if isinstance(s, self.scripts.ScriptBuiltinUI)}
+        if "Sampler" in present:
+            out[present["Sampler"]] = [fields.pop("steps", 20), fields.pop("sampler_name", None) or "DPM++ 2M",
+                                       fields.pop("scheduler", None) or "Automatic"]
+        if "Seed" in present:
+            seed, subseed = fields.pop("seed", -1), fields.pop("subseed", -1)
+            strength = fields.pop("subseed_strength", 0.0)
+            w, h = fields.pop("seed_resize_from_w", 0), fields.pop("seed_resize_from_h", 0)
+            extra = strength > 0 or (w > 0 and h > 0)
+            out[present["Seed"]] = [seed, extra, subseed, strength, max(w, 0), max(h, 0)]
+        if "Refiner" in present:
+            checkpoint = fields.pop("refiner_checkpoint", None)
+            switch_at = fields.pop("refiner_switch_at", None)
+            switch_at = 0.8 if switch_at is None else switch_at
+            out[present["Refiner"]] = [checkpoint is not None, checkpoint or "", switch_at]
+        return out
+
+    def _generate(self, is_img2img, args, alwayson_scripts, script_args, api, kwargs, init_latent=None,
+                  edit_values=None):
         sc, processing, shared = self.scripts, self.processing, self.shared
         runner = sc.scripts_img2img if is_img2img else sc.scripts_txt2img
         cls = processing.StableDiffusionProcessingImg2Img if is_img2img else processing.StableDiffusionProcessingTxt2Img
@@ -341,7 +368,11 @@ class WebUI:
         elif api:
             values = self.api_args(runner, alwayson_scripts, args)
         else:
-            values = self.ui_args(runner, args)
+            builtin = self._builtin_values(runner, fields)
+            values = self.ui_args(runner, builtin)
+            values = self.ui_args(runner, args, values)
+        if edit_values is not None:
+            edit_values(values)
 
         self.calls = []
         shared.state.begin(job="scripts_img2img" if is_img2img else "scripts_txt2img")

@@ -13,7 +13,9 @@ What matches the WebUI:
 * Every processing dispatcher passes ``p.script_args[args_from:args_to]`` positionally, only to always-on scripts
   whose class overrides the hook, in order, each call in try/except that reports and swallows the error.
 * ``load_scripts``/``load_script_file`` execute script files as modules named after the file's base name (not put
-  in ``sys.modules``), with the extension root first on ``sys.path`` and as ``basedir()`` during the import.
+  in ``sys.modules``), with the extension root first on ``sys.path`` and as ``basedir()`` during the import; the
+  built-in ``modules/processing_scripts`` (Sampler, Refiner, Seed: always-on with UI sections before the scripts
+  area, so extension scripts' ``args_from`` is not 1; Comments) are loaded after them, as in the WebUI.
 
 Left out: the auto postprocessing scripts, ``metadata.ini`` ordering, ``reload_sources`` edge cases.
 """
@@ -206,7 +208,11 @@ ScriptClassData = namedtuple("ScriptClassData", ["script_class", "path", "basedi
 scripts_data: list[ScriptClassData] = []
 postprocessing_scripts_data: list = []
 script_files: list[ScriptFile] = []
-"""Files ``load_scripts`` executes (the stand-in's replacement of ``list_scripts``)."""
+"""Files ``load_scripts`` executes (the stand-in's replacement of ``list_scripts("scripts", ".py")``)."""
+script_classes: list = []
+"""``Script`` classes (e.g. defined in a test) registered after ``script_files``, as if loaded from such a file."""
+include_builtin_scripts = True
+"""Whether ``load_scripts`` also loads ``modules/processing_scripts`` (Comments, Refiner, Sampler, Seed)."""
 
 
 def load_module(path):
@@ -245,7 +251,8 @@ def load_script_file(path, basedir=None):
 
 
 def load_scripts():
-    """Clears ``scripts_data`` and all callbacks, executes ``script_files`` and creates the two runners."""
+    """Clears ``scripts_data`` and all callbacks, executes ``script_files``, registers ``script_classes``, loads the
+    built-in processing scripts and creates the two runners."""
     global scripts_txt2img, scripts_img2img
     scripts_data.clear()
     postprocessing_scripts_data.clear()
@@ -256,6 +263,16 @@ def load_scripts():
             load_script_file(scriptfile.path, scriptfile.basedir)
         except Exception:
             errors.report(f"Error loading script: {scriptfile.filename}", exc_info=True)
+
+    for cls in script_classes:
+        path = inspect.getfile(cls)
+        scripts_data.append(ScriptClassData(cls, path, os.path.dirname(path), sys.modules.get(cls.__module__)))
+
+    if include_builtin_scripts:  # the WebUI appends these after all script files
+        builtin_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "processing_scripts")
+        for filename in sorted(os.listdir(builtin_dir)):
+            if filename.endswith(".py") and not filename.startswith("__"):
+                load_script_file(os.path.join(builtin_dir, filename), paths.script_path)
 
     scripts_txt2img = ScriptRunner()
     scripts_img2img = ScriptRunner()

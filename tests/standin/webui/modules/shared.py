@@ -126,6 +126,7 @@ options_templates = {
     "img_max_size_mp": _o(200, "Maximum grid size (MPixels)"),
     "enable_console_prompts": _o(False, "Print prompts to console when generating with txt2img and img2img."),
     "samples_log_stdout": _o(False, "Always print all generation info to standard output"),
+    "enable_prompt_comments": _o(True, "Enable comments"),
     # live previews
     "live_previews_enable": _o(True, "Show live previews of the created image"),
     "show_progress_every_n_steps": _o(10, "Live preview display period"),
