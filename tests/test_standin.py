@@ -195,6 +195,12 @@ def test_sampler_objects_per_pass(webui):
     assert seen[0][3] is run.p.init_latent and torch.equal(seen[0][3], latent) and seen[0][4].abs().sum() > 0
     assert "Denoising strength: 0.5" in run.processed.infotexts[1]
 
+    from PIL import Image
+
+    run = webui.run_img2img(Probe, init_images=[Image.new("RGB", (64, 64), (200, 30, 30))], steps=2,
+                            denoising_strength=0.5, **SMALL)
+    assert run.p.init_latent.shape == (1, 4, 8, 8) and run.processed.images[0].size == (64, 64)
+
 
 def test_hook_errors_are_swallowed_and_setup_respects_api(webui):
     Probe = make_script(webui)

@@ -61,6 +61,9 @@ DEFAULTS = dict(prompt="", negative_prompt="", steps=4, cfg_scale=7.0, sampler_n
 """Processing arguments the harness uses unless a test passes others (the WebUI UI defaults are 20 steps of
 "DPM++ 2M" at 512x512; these keep CPU tests fast: 256 px = a 32x32 latent)."""
 
+UI_TXT2IMG_DEFAULTS = dict(denoising_strength=0.7, hr_scale=2.0, hr_upscaler="Latent")
+"""Where the txt2img UI's controls default to other values than the processing dataclass (the API's defaults)."""
+
 _tiny_by_seed: dict = {}
 
 
@@ -155,14 +158,20 @@ class WebUI:
         return importlib.import_module(name)
 
     # models -----------------------------------------------------------------------------------------------------
-    def make_model(self, variant="sd1", *, name=None, tiny=None, embeddings=None):
-        """A registered stand-in model: ``"sd1"``, ``"sd2"`` (v-prediction) or ``"sdxl"`` (flags + conditioner)."""
+    def make_model(self, variant="sd1", *, name=None, tiny=None, embeddings=None, use=False):
+        """A registered stand-in model: ``"sd1"``, ``"sd2"`` (v-prediction) or ``"sdxl"`` (flags + conditioner).
+
+        ``use=True`` loads it (``use_model``). Assigning ``shared.sd_model`` directly is undone by the next
+        ``process_images``, which (re)loads ``opts.sd_model_checkpoint`` as the WebUI does.
+        ``embeddings``: ``tests.standin.prompt.Embedding`` s known to its tokenizer (placeholder ids 0)."""
         from tests.standin.webui.model import StandinLatentDiffusion
 
         model = StandinLatentDiffusion(tiny or self.tiny, variant=variant, embeddings=embeddings)
         model.lowvram = self.shared.cmd_opts.lowvram or self.shared.cmd_opts.medvram
         info = self.sd_models.CheckpointInfo(name or f"tiny-{variant}.safetensors")
         self.sd_models.register_model(model, info)
+        if use:
+            self.use_model(model)
         return model
 
     def use_model(self, model):
@@ -361,7 +370,7 @@ class WebUI:
         sc, processing, shared = self.scripts, self.processing, self.shared
         runner = sc.scripts_img2img if is_img2img else sc.scripts_txt2img
         cls = processing.StableDiffusionProcessingImg2Img if is_img2img else processing.StableDiffusionProcessingTxt2Img
-        fields = {**DEFAULTS, **kwargs}
+        fields = {**DEFAULTS, **({} if api or is_img2img else UI_TXT2IMG_DEFAULTS), **kwargs}
 
         if script_args is not None:
             values = list(script_args)

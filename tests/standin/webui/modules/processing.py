@@ -586,8 +586,8 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
         if p.override_settings_restore_afterwards:
             for k, v in stored_opts.items():
                 setattr(opts, k, v)
-                if k == 'sd_model_checkpoint':
-                    sd_models.reload_model_weights()
+                if k == 'sd_vae':
+                    sd_vae.reload_vae_weights()
 
     return res
 
