@@ -69,7 +69,7 @@ def make_script(webui, title="Probe", hooks=True, section=None):
 
 def test_every_standin_module_says_what_it_imitates():
     root = os.path.join(os.path.dirname(__file__), "standin", "webui")
-    for folder in ("modules", "modules/api", "scripts"):
+    for folder in ("modules", "modules/api", "modules/processing_scripts", "scripts"):
         for name in os.listdir(os.path.join(root, folder)):
             if not name.endswith(".py") or name == "__init__.py":
                 continue
