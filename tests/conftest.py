@@ -6,6 +6,8 @@ import warnings
 
 import pytest
 
+from tests.standin.webui.harness import webui  # noqa: F401  (fixture: the stand-in WebUI 1.10.1)
+
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 
@@ -40,3 +42,4 @@ def prompt_ids(wrapper, prompt: str):
 
     chunks, _ = wrapper.tokenize_line(prompt)
     return torch.tensor([sum((c.tokens for c in chunks), [])]), chunks
+
