@@ -49,6 +49,16 @@ class Row:
         return self.schedule[-1][1]
 
 
+@dataclasses.dataclass(frozen=True)
+class CallLayout:
+    """The rows of one denoiser call that hold a concept, the batch images they belong to, and their
+    :class:`~astar_ext.maps.ColumnLayout` (whose ``row_image`` indexes ``images``)."""
+
+    rows: tuple[int, ...]
+    images: tuple[int, ...]
+    layout: ColumnLayout
+
+
 class PassConcepts:
     """Matched concepts for the rows of one pass.
 
@@ -69,6 +79,7 @@ class PassConcepts:
         self.items = list(items)
         self.tokenizer = tokenizer
         self.normalize_eot = normalize_eot
+        self.num_images = len(prompts)
         indexes, flat, _ = prompt_parser.get_multicond_prompt_list(list(prompts))
         schedules = prompt_parser.get_learned_conditioning_prompt_schedules(
             list(flat), steps, hires_steps, use_old_scheduling)
@@ -78,9 +89,9 @@ class PassConcepts:
                 sched = tuple((int(end), str(text)) for end, text in schedules[flat_index])
                 self.rows.append(Row(image, sched))
         self._tokens: dict[str, PromptTokens] = {}
-        self._layouts: dict[tuple, tuple[list[int], ColumnLayout | None]] = {}
-        self.warnings: list[str] = []
-        for row in self.rows:  # match every text now: warnings are known before sampling
+        self._layouts: dict[tuple[str, ...], CallLayout | None] = {}
+        self._used: list[tuple[str, ...]] = []
+        for row in self.rows:  # match every text now: a tokenizer problem shows before sampling
             for _, text in row.schedule:
                 self.tokens(text)
 
@@ -91,9 +102,6 @@ class PassConcepts:
             found = match_concepts(self.items, chunks, self.tokenizer.tokenize, self.tokenizer.id_end,
                                    self.tokenizer.decode)
             self._tokens[text] = found
-            for w in found.warnings:
-                if w not in self.warnings:
-                    self.warnings.append(w)
         return found
 
     @property
@@ -104,16 +112,62 @@ class PassConcepts:
     def found_any(self) -> bool:
         return any(t.found for t in self._tokens.values())
 
-    def layout_at(self, call: int) -> tuple[list[int], ColumnLayout | None]:
-        """The rows that hold at least one concept at denoiser call ``call``, and their layout.
+    def texts_at(self, call: int) -> tuple[str, ...]:
+        return tuple(row.text_at(call) for row in self.rows)
 
-        Returns ``(row_indices, layout)``; ``layout`` is None when no row holds a concept.
-        """
-        texts = tuple(row.text_at(call) for row in self.rows)
-        cached = self._layouts.get(texts)
-        if cached is not None:
-            return cached
+    def layout_at(self, call: int) -> CallLayout | None:
+        """The rows that hold at least one concept at denoiser call ``call``, and their layout
+        (None when no row holds a concept). AND-parts of one image are combined per image."""
+        texts = self.texts_at(call)
+        if texts not in self._used:
+            self._used.append(texts)
+        if texts in self._layouts:
+            return self._layouts[texts]
         selected = [i for i, text in enumerate(texts) if self.tokens(text).found]
-        layout = ColumnLayout.build([self.tokens(texts[i]) for i in selected], self.normalize_eot) if selected else None
-        self._layouts[texts] = (selected, layout)
-        return selected, layout
+        result = None
+        if selected:
+            images = sorted({self.rows[i].image for i in selected})
+            row_image = [images.index(self.rows[i].image) for i in selected]
+            layout = ColumnLayout.build([self.tokens(texts[i]) for i in selected], self.normalize_eot, row_image)
+            result = CallLayout(tuple(selected), tuple(images), layout)
+        self._layouts[texts] = result
+        return result
+
+    def warnings(self) -> list[str]:
+        """What the user should know about the concepts, for the texts the pass conditioned on while
+        A-STAR was active (or, before sampling, at the first step): a concept missing from every image
+        (with a close match when there is one), a concept missing from some images, shared columns."""
+        used = self._used or [self.texts_at(0)]
+        out: list[str] = []
+        for k, item in enumerate(self.items):
+            missing_in: set[int] = set()
+            note = None
+            for texts in used:
+                for image in range(self.num_images):
+                    found = False
+                    for r, row in enumerate(self.rows):
+                        if row.image != image:
+                            continue
+                        tok = self.tokens(texts[r])
+                        if tok.concepts[k].columns:
+                            found = True
+                        elif note is None and item.label in tok.missing:
+                            note = tok.missing_notes[tok.missing.index(item.label)]
+                    if not found:
+                        missing_in.add(image)
+            if not missing_in:
+                continue
+            if len(missing_in) == self.num_images:
+                message = note or f"{item.label!r} is not in the prompt"
+            else:
+                which = ", ".join(str(i + 1) for i in sorted(missing_in))
+                message = f"{item.label!r} is not in the prompt of image {which} of the batch"
+            if message not in out:
+                out.append(message)
+        for texts in used:
+            for text in set(texts):
+                tok = self.tokens(text)
+                for w in tok.warnings:
+                    if w not in tok.missing_notes and w not in out:
+                        out.append(w)
+        return out

@@ -196,14 +196,14 @@ class PassRun:
             return
         if self.should_stop():
             return
-        rows, layout = self.concepts.layout_at(call)
-        if layout is None:
+        at = self.concepts.layout_at(call)
+        if at is None:
             return
-        denoise = self._cond_pass(denoiser, kwargs, call, rows)
+        denoise = self._cond_pass(denoiser, kwargs, call, list(at.rows))
         if step < schedule.optimised_steps:
-            self.controller.step(x, sigma, step, layout, denoise)
+            self.controller.step(x, sigma, step, at.layout, denoise)
         else:
-            self.controller.measure(x, sigma, step, layout, denoise)
+            self.controller.measure(x, sigma, step, at.layout, denoise)
 
     def _cond_pass(self, denoiser: torch.nn.Module, kwargs: dict, call: int, rows: list[int]) -> Callable:
         """``denoise_fn(x, sigma)`` for the controller: the cond rows that hold a concept, through the

@@ -205,6 +205,7 @@ class AStarScript(scripts.Script):
         for run in state.runs:
             run.detach()
         state.runs = []
+        state.warnings = []
         for key in SUMMARY_KEYS:
             p.extra_generation_params.pop(key, None)
 
@@ -234,9 +235,9 @@ class AStarScript(scripts.Script):
         except Exception as e:  # noqa: BLE001 - a tokenizer failure must not stop the generation
             state.skip(f"{label}: could not read the prompt's tokens: {e}")
             return
-        for w in concepts.warnings:
-            state.warn(w)
         if not concepts.found_any:
+            for w in concepts.warnings():
+                state.warn(w)
             state.skip("none of the concepts is in the prompt")
             return
         run = PassRun(
@@ -269,6 +270,8 @@ class AStarScript(scripts.Script):
             return
         for run in state.runs:
             run.detach()
+            for w in run.concepts.warnings():
+                state.warn(w)
         if not state.sampling_seen and not state.skipped:
             state.skip("this WebUI has no process_before_every_sampling hook: A-STAR needs WebUI 1.10 or newer")
         write_summary(p.extra_generation_params, state)
