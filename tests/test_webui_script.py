@@ -340,6 +340,19 @@ def test_unsupported_hosts_and_modes_are_refused(webui):
         assert "replaced UNet" in astar_keys(run(webui, on()).processed)["A-STAR skipped"]
     finally:
         sd_unet.current_unet = None
+    import sys
+    import types
+
+    sys.modules["modules_forge"] = types.ModuleType("modules_forge")  # what Forge's WebUI has
+    try:
+        assert "Forge" in astar_keys(run(webui, on()).processed)["A-STAR skipped"]
+    finally:
+        del sys.modules["modules_forge"]
+    shared.native = True  # SD.Next's flag for its diffusers backend
+    try:
+        assert "SD.Next" in astar_keys(run(webui, on()).processed)["A-STAR skipped"]
+    finally:
+        del shared.native
     shared.sd_model.is_sd3 = True
     try:
         assert "SD3" in astar_keys(run(webui, on()).processed)["A-STAR skipped"]
