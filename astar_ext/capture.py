@@ -277,16 +277,23 @@ class AttentionCapture:
         return head_mean_probabilities(q, k, heads, scale, index)
 
 
+def _upcast(dtype: torch.dtype) -> torch.dtype:
+    """fp32 for half precision and fp32, float64 for float64."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def head_mean_probabilities(q: torch.Tensor, k: torch.Tensor, heads: int, scale: float,
                             columns: torch.Tensor | None) -> torch.Tensor:
     """``softmax(q k^T * scale)`` in fp32, averaged over heads, of ``columns`` (``[B, C]``; None: all).
 
-    ``q``: ``[B, N, heads*d]``, ``k``: ``[B, T, heads*d]`` (any dtype). Returns ``[B, N, C]`` fp32.
+    ``q``: ``[B, N, heads*d]``, ``k``: ``[B, T, heads*d]`` (any dtype). Returns ``[B, N, C]`` fp32
+    (float64 for float64 inputs, so that the function can be checked with ``gradcheck``).
     """
     b, n, _ = q.shape
+    dtype = _upcast(q.dtype)
     with torch.autocast(device_type=q.device.type, enabled=False):
-        q = q.float().reshape(b, n, heads, -1).transpose(1, 2)  # [B, H, N, d]
-        k = k.float().reshape(b, k.shape[1], heads, -1).transpose(1, 2)  # [B, H, T, d]
+        q = q.to(dtype).reshape(b, n, heads, -1).transpose(1, 2)  # [B, H, N, d]
+        k = k.to(dtype).reshape(b, k.shape[1], heads, -1).transpose(1, 2)  # [B, H, T, d]
         probs = (q @ k.transpose(-1, -2) * scale).softmax(-1).mean(1)  # [B, N, T]
         if columns is None:
             return probs
@@ -321,11 +328,12 @@ class ColumnProbabilities(torch.autograd.Function):
         heads, scale = ctx.heads, ctx.scale
         b, n, _ = q_in.shape
         t = k_in.shape[1]
+        dtype = _upcast(q_in.dtype)
         with torch.autocast(device_type=q_in.device.type, enabled=False):
-            q = q_in.float().reshape(b, n, heads, -1).transpose(1, 2)  # [B, H, N, d]
-            k = k_in.float().reshape(b, t, heads, -1).transpose(1, 2)  # [B, H, T, d]
+            q = q_in.to(dtype).reshape(b, n, heads, -1).transpose(1, 2)  # [B, H, N, d]
+            k = k_in.to(dtype).reshape(b, t, heads, -1).transpose(1, 2)  # [B, H, T, d]
             p = (q @ k.transpose(-1, -2) * scale).softmax(-1)  # [B, H, N, T]
-            g = grad.float() / heads
+            g = grad.to(dtype) / heads
             if columns is not None:
                 index = columns[:, None, :].expand(b, n, columns.shape[1])
                 g = g.new_zeros(b, n, t).scatter_add_(-1, index, g)
