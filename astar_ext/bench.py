@@ -28,7 +28,7 @@ medians and their ratios to the plain generation of the same batch size.
   (the same batch), i.e. how much a setting changes the result.
 
 The variants table toggles each optimisation (and a few settings) from the configuration given on
-the command line; ``--no-ablation`` skips it.
+the command line; it is printed with ``--ablate``.
 """
 
 from __future__ import annotations
@@ -304,11 +304,11 @@ def _quiet_stderr() -> Iterator[None]:
 
 # --- variants ---------------------------------------------------------------------------------------------
 def variants(args: argparse.Namespace) -> list[Variant]:
-    """Plain, A-STAR as configured, and (unless ``--no-ablation``) each optimisation and setting toggled."""
+    """Plain, A-STAR as configured, and (with ``--ablate``) each optimisation and setting toggled."""
     params, opts, batch = args.astar_params, args.engine_options, args.batch
     out = [Variant("plain", "plain sampling", False, params, opts, batch),
            Variant("astar", "A-STAR as configured", True, params, opts, batch)]
-    if args.no_ablation:
+    if not args.ablate:
         return out
 
     def flip(key: str, label: str, changes: str, **kw: Any) -> Variant:
@@ -536,7 +536,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                     help="UNet weights and autocast dtype (auto: fp16 on cuda like the WebUI, fp32 on cpu)")
     ap.add_argument("--force", action="store_true", help="run sd15/sdxl on the CPU anyway")
-    ap.add_argument("--quick", action="store_true", help="a few seconds: 8 steps, 128x128 (tiny), 1 repetition")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run of the code path (for CI): 4 steps, 128x128 (tiny), no warm-up, 1 repetition")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the config's)")
     ap.add_argument("--size", default=None, help="WIDTHxHEIGHT in pixels (default: the config's)")
     ap.add_argument("--batch", type=int, default=1, help="images per batch")
@@ -547,14 +548,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--prompt", default="a cat and a dog")
     ap.add_argument("--concepts", default="cat, dog")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--warmup", type=int, default=1,
-                    help="untimed rounds of plain and A-STAR as configured before the timed rounds")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help="untimed rounds of plain and A-STAR as configured before the timed rounds "
+                         "(default 1; --quick 0)")
     ap.add_argument("--reps", type=int, default=None, help="timed repetitions per variant (default 3; --quick 1)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default on the CPU: 1, the tiny model's operations are too small to "
                          "gain from more; on CUDA: torch's choice)")
     ap.add_argument("--json", default=None, help="also write the report as JSON to this file")
-    ap.add_argument("--no-ablation", action="store_true", help="only plain vs A-STAR as configured")
+    ap.add_argument("--ablate", action="store_true",
+                    help="also measure each optimisation and setting toggled (the variants table)")
     ap.add_argument("--quality-seeds", type=int, default=0,
                     help="also report the mean overlap over this many noise seeds for plain sampling and each "
                          "variant that changes the result (untimed)")
@@ -598,7 +601,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         ap.error(f"--size must be WIDTHxHEIGHT, got {size!r}")
     if args.width % 64 or args.height % 64:
         ap.error("--size: width and height must be multiples of 64")
-    args.steps = args.steps or (8 if args.quick else spec.steps)
+    args.steps = args.steps or (4 if args.quick else spec.steps)
+    args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
     args.reps = args.reps if args.reps is not None else (1 if args.quick else 3)
     if args.threads is None and args.device == "cpu":
         args.threads = 1

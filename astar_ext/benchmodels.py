@@ -165,9 +165,15 @@ def build_model(name: str, device: torch.device, dtype: torch.dtype, seed: int =
         if name == "tiny":
             model = TinyLDM(TinyConfig(seed=seed))
         else:
-            with torch.device(device):
-                unet = build_unet(name)
-                reinit_zero_layers(unet)
+            # built on the device and in the dtype directly: SDXL in fp32 would need 10 GB first
+            default = torch.get_default_dtype()
+            torch.set_default_dtype(dtype)
+            try:
+                with torch.device(device):
+                    unet = build_unet(name)
+                    reinit_zero_layers(unet)
+            finally:
+                torch.set_default_dtype(default)
             model = BenchModel(unet, sdxl=spec.sdxl)
     finally:
         torch.random.set_rng_state(gen_state)
