@@ -29,6 +29,7 @@ from ..controller import EngineOptions
 from ..tokens import parse_concepts
 from . import host
 from .concepts import PassConcepts
+from .route import on_app_started as add_token_route
 from .run import PassRun, detach_all
 from .samplers import plan_for
 
@@ -153,6 +154,11 @@ class AStarScript(scripts.Script):
         with InputAccordion(False, label=TITLE, elem_id=self.elem_id("enabled")) as enabled:
             comps["enabled"] = enabled
             comps["concepts"] = _component(fields["concepts"], "", self.elem_id("concepts"))
+            # Token picker (javascript/astar.js fills it from POST /astar/v1/tokens); not script arguments.
+            gr.HTML("", elem_id=self.elem_id("picker"), elem_classes=["astar-picker"])
+            with gr.Row(elem_classes=["astar-picker-actions"]):
+                gr.Button("Suggest", elem_id=self.elem_id("suggest"), elem_classes=["astar-suggest"], size="sm",
+                          scale=0, min_width=90)
             with gr.Row(elem_classes=["astar-row"]):
                 for name in ("scale", "window"):
                     comps[name] = _component(fields[name], getattr(defaults, name), self.elem_id(name))
@@ -411,6 +417,7 @@ CALLBACKS = (
     ("on_ui_settings", on_ui_settings),
     ("on_before_ui", on_before_ui),
     ("on_script_unloaded", on_script_unloaded),
+    ("on_app_started", add_token_route),
 )
 
 
