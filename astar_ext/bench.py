@@ -323,6 +323,8 @@ def variants(args: argparse.Namespace) -> list[Variant]:
              "engine option", all_columns=not opts.all_columns),
         flip("recompute", f"recompute_probs {'off' if opts.recompute_probs else 'on'}", "engine option",
              recompute_probs=not opts.recompute_probs),
+        flip("checkpoint", f"checkpoint_blocks {'off' if opts.checkpoint_blocks else 'on'}", "engine option",
+             checkpoint_blocks=not opts.checkpoint_blocks),
         flip("skip", f"skip_below {args.ablation_skip if opts.skip_below <= 0 else 0}", "engine option (adaptive)",
              skip_below=args.ablation_skip if opts.skip_below <= 0 else 0.0),
     ]
@@ -577,6 +579,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="one loss pass per image instead of one for the batch")
     e.add_argument("--recompute-probs", dest="recompute_probs", action="store_true", default=d.recompute_probs)
     e.add_argument("--no-recompute-probs", dest="recompute_probs", action="store_false")
+    e.add_argument("--checkpoint-blocks", dest="checkpoint_blocks", action="store_true", default=d.checkpoint_blocks,
+                   help="activation checkpointing of the UNet blocks before the captured layers in the loss pass")
     e.add_argument("--skip-below", type=float, default=d.skip_below,
                    help="adaptive skip: no update for an image whose overlap is below this (0: off)")
     e.add_argument("--no-smoothing", dest="smoothing", action="store_false", default=d.smoothing)
@@ -613,6 +617,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.engine_options = dataclasses.replace(
         d, freeze_weights=args.freeze_weights, early_exit=args.early_exit, all_columns=args.all_columns,
         batch_pass=args.batch_pass, recompute_probs=args.recompute_probs, skip_below=args.skip_below,
+        checkpoint_blocks=args.checkpoint_blocks,
         smoothing=args.smoothing)
     return args
 

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from .capture import AttentionCapture, frozen
+from .checkpointing import checkpointed_blocks
 from .losses import LossTerms, astar_loss, binary_iou, concept_pairs, retention_masks, segregation_loss
 from .maps import ColumnLayout, concept_maps
 from .params import DEFAULTS
@@ -64,6 +65,10 @@ class EngineOptions:
             already below this value is not moved; when no image of the batch needs a move, the
             backward pass is not run at all. The forward pass still runs (it measures the overlap
             and rolls the retention masks).
+        checkpoint_blocks: run the UNet blocks before the last captured layer that hold no captured
+            layer under activation checkpointing during the loss pass
+            (:func:`~astar_ext.checkpointing.checkpointed_blocks`): less memory for the backward
+            pass, one more forward of those blocks per gradient pass; the same gradient.
         sync_timing: synchronise the device around the timed phases of a pass (forward, loss,
             backward), so that the per-phase seconds of :class:`StepRecord` are exact on a GPU
             (costs a little time; for benchmarks).
@@ -80,6 +85,7 @@ class EngineOptions:
     all_columns: bool = False
     batch_pass: bool = True
     skip_below: float = 0.0
+    checkpoint_blocks: bool = False
     sync_timing: bool = False
 
 
@@ -312,8 +318,11 @@ class AStarController:
         scale = self.options.loss_scale
         groups = self._groups(layout)
         image_valid = layout.image_valid
-        weights_ctx = frozen(self.capture.unet) if self.options.freeze_weights else contextlib.nullcontext()
-        with weights_ctx:
+        with contextlib.ExitStack() as stack:
+            if self.options.freeze_weights:
+                stack.enter_context(frozen(self.capture.unet))
+            if self.options.checkpoint_blocks:
+                stack.enter_context(checkpointed_blocks(self.capture.unet, self.capture.layers))
             for it in range(self.schedule.iterations):
                 if self.should_stop():
                     self.interrupted = True

@@ -58,13 +58,13 @@ def test_quick_report_has_ratios_passes_and_time_split(quick):
 def test_quick_ablation_table(quick):
     report, text, _ = quick
     rows = {r["key"]: r for r in report["rows"]}
-    assert set(rows) == {"plain", "astar", "freeze", "early_exit", "columns", "recompute", "skip", "window",
-                         "iterations", "plain_b2", "astar_b2", "per_image_b2"}
+    assert set(rows) == {"plain", "astar", "freeze", "early_exit", "columns", "recompute", "checkpoint", "skip",
+                         "window", "iterations", "plain_b2", "astar_b2", "per_image_b2"}
     for r in report["rows"]:
         assert r["label"][:34] in text
         assert r["time_ratio"] > 0 and r["memory_ratio"] > 0
     # the cost-only options give the same final latent as A-STAR as configured
-    for key in ("freeze", "early_exit", "columns", "recompute", "per_image_b2"):
+    for key in ("freeze", "early_exit", "columns", "recompute", "checkpoint", "per_image_b2"):
         assert rows[key]["max_dx"] < bench.NOISE_DX, key
         assert rows[key]["overlap_after"] == pytest.approx(rows["astar" if key != "per_image_b2" else "astar_b2"]
                                                            ["overlap_after"], abs=1e-3)
@@ -75,6 +75,7 @@ def test_quick_ablation_table(quick):
     assert rows["skip"]["gradients"] == 2 - rows["skip"]["below_steps"]
     # the unoptimised early exit keeps more alive for the backward pass
     assert rows["early_exit"]["peak_mb"] > rows["astar"]["peak_mb"]
+    assert rows["checkpoint"]["peak_mb"] < rows["astar"]["peak_mb"]
 
 
 def test_quick_json_is_the_report(quick):

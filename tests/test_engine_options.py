@@ -101,7 +101,8 @@ def _flat(rows):
 UNOPTIMISED = dict(early_exit=False, freeze_weights=False, all_columns=True, recompute_probs=False, batch_pass=False)
 
 
-@pytest.mark.parametrize("option", ["early_exit", "freeze_weights", "all_columns", "recompute_probs", "batch_pass"])
+@pytest.mark.parametrize("option", ["early_exit", "freeze_weights", "all_columns", "recompute_probs", "batch_pass",
+                                    "checkpoint_blocks"])
 def test_each_optimisation_gives_the_unoptimised_update(tiny, batch2, option):
     """Each option flipped from the default: the same corrected latent and the same diagnostics."""
     denoise, layout, sigma, x = batch2
@@ -158,6 +159,33 @@ def test_frozen_weights_get_no_gradient_and_are_restored(tiny, batch2):
     assert seen == [False, True]
     assert all(p.requires_grad for p in tiny.parameters())
     assert all(p.grad is None for p in tiny.parameters())
+
+
+def test_checkpointed_blocks_are_the_uncaptured_ones_and_are_restored(tiny, batch2):
+    from astar_ext.checkpointing import blocks_without, checkpointed_blocks
+
+    unet = tiny.diffusion_model
+    layers = AttentionCapture(unet).layers  # input_blocks.7/8, output_blocks.3/4/5 (level 2)
+    names = [n for n, _ in blocks_without(unet, layers)]
+    assert names == [f"input_blocks.{i}" for i in (0, 1, 2, 3, 4, 5, 6, 9, 10, 11)] + [
+        "middle_block", "output_blocks.0", "output_blocks.1", "output_blocks.2"]
+    runs = []
+    block = unet.input_blocks[1]
+    handle = block[0].register_forward_hook(lambda *a: runs.append(torch.is_grad_enabled()))
+    try:
+        denoise, layout, sigma, x = batch2
+        _step(tiny, denoise, layout, sigma, x, checkpoint_blocks=True)
+        # the block ran in the forward and again (recomputed) in the backward pass
+        assert len(runs) == 2
+        runs.clear()
+        _step(tiny, denoise, layout, sigma, x)
+        assert len(runs) == 1
+        with pytest.raises(RuntimeError, match="inside"), checkpointed_blocks(unet, layers) as n:
+            assert n == len(names) and "forward" in block.__dict__
+            raise RuntimeError("inside")
+    finally:
+        handle.remove()
+    assert all("forward" not in b.__dict__ for _, b in blocks_without(unet, layers))
 
 
 def _overlaps(tiny, batch2):
