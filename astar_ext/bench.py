@@ -374,7 +374,10 @@ def run_benchmark(args: argparse.Namespace, out: Any = sys.stdout) -> dict:
     for rep in range(args.reps):
         k = rep % len(vs)
         for v in vs[k:] + vs[:k]:
-            results[v.key].runs.append(setup.generate(v))
+            run = setup.generate(v)
+            results[v.key].runs.append(run)
+            if args.progress:
+                print(f"round {rep + 1}/{args.reps}: {v.label}: {run.seconds:.2f} s", file=sys.stderr, flush=True)
     for v in vs:
         r = results[v.key]
         if setup.cuda:
@@ -557,6 +560,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default on the CPU: 1, the tiny model's operations are too small to "
                          "gain from more; on CUDA: torch's choice)")
+    ap.add_argument("--progress", action="store_true", help="print each timed generation to stderr")
     ap.add_argument("--json", default=None, help="also write the report as JSON to this file")
     ap.add_argument("--ablate", action="store_true",
                     help="also measure each optimisation and setting toggled (the variants table)")

@@ -179,6 +179,12 @@ def build_model(name: str, device: torch.device, dtype: torch.dtype, seed: int =
         torch.random.set_rng_state(gen_state)
     model = model.to(device)
     model.diffusion_model.to(dtype)
+    if torch.device(device).type == "cpu" and dtype != torch.float32:
+        # CPU autocast does not run the norms in fp32 as CUDA's does, and ldm's GroupNorm32 feeds them
+        # fp32 input: keep their parameters in fp32 (a CPU check of the half-precision path only)
+        for m in model.diffusion_model.modules():
+            if isinstance(m, (nn.GroupNorm, nn.LayerNorm)):
+                m.float()
     if dtype != torch.float32:
         model.diffusion_model.dtype = dtype  # ldm's forward casts its input to this (the WebUI's fp16 UNet)
     return model.eval().requires_grad_(True)  # ldm and sgm never freeze the UNet (webui-host.md §10)
