@@ -277,6 +277,14 @@ class AttentionCapture:
         return head_mean_probabilities(q, k, heads, scale, index)
 
 
+def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off on ``device`` (nothing to turn off on the ``meta`` device, where the benchmark's
+    FLOP count runs)."""
+    if device.type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def _upcast(dtype: torch.dtype) -> torch.dtype:
     """fp32 for half precision and fp32, float64 for float64."""
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -291,7 +299,7 @@ def head_mean_probabilities(q: torch.Tensor, k: torch.Tensor, heads: int, scale:
     """
     b, n, _ = q.shape
     dtype = _upcast(q.dtype)
-    with torch.autocast(device_type=q.device.type, enabled=False):
+    with _no_autocast(q.device):
         q = q.to(dtype).reshape(b, n, heads, -1).transpose(1, 2)  # [B, H, N, d]
         k = k.to(dtype).reshape(b, k.shape[1], heads, -1).transpose(1, 2)  # [B, H, T, d]
         probs = (q @ k.transpose(-1, -2) * scale).softmax(-1).mean(1)  # [B, N, T]
@@ -329,7 +337,7 @@ class ColumnProbabilities(torch.autograd.Function):
         b, n, _ = q_in.shape
         t = k_in.shape[1]
         dtype = _upcast(q_in.dtype)
-        with torch.autocast(device_type=q_in.device.type, enabled=False):
+        with _no_autocast(q_in.device):
             q = q_in.to(dtype).reshape(b, n, heads, -1).transpose(1, 2)  # [B, H, N, d]
             k = k_in.to(dtype).reshape(b, t, heads, -1).transpose(1, 2)  # [B, H, T, d]
             p = (q @ k.transpose(-1, -2) * scale).softmax(-1)  # [B, H, N, T]

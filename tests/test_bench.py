@@ -110,3 +110,21 @@ def test_full_size_unets_have_the_published_architecture(name, params, counts):
     assert sum(p.numel() for p in unet.parameters()) == params
     levels = attention_levels(unet)
     assert {lv: list(levels.values()).count(lv) for lv in set(levels.values())} == counts
+
+
+def test_flop_count_of_the_loss_pass_on_the_meta_device():
+    from astar_ext.benchflops import count_flops, estimate, main
+
+    f = count_flops("tiny", 128, 128)
+    assert f["layers"] == 5 and f["plain_step"] > 0
+    assert 0 < f["forward"] < f["forward_no_exit"] < f["plain_step"]
+    assert 0 < f["backward"] < f["backward_checkpoint"]
+    e = estimate(f, steps=8, window=0.5)
+    assert e["optimised_steps"] == 4
+    assert 1.0 < e["default"] < e["no_early_exit"] and e["default"] < e["checkpoint_blocks"]
+    out = io.StringIO()
+    import contextlib
+
+    with contextlib.redirect_stdout(out):
+        assert main(["--config", "tiny", "--size", "128x128", "--steps", "8"]) == 0
+    assert "compute-bound estimate" in out.getvalue() and "backward with checkpoint_blocks" in out.getvalue()
