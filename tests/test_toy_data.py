@@ -57,7 +57,7 @@ def test_detector_agrees_with_the_ground_truth_on_random_scenes():
         assert sorted(d.name for d in dets) == sorted(o.name for o in s.objects), s.caption
         for o, m, cov in zip(s.objects, s.masks, s.coverage):
             (d,) = [d for d in dets if d.colour == o.colour]
-            assert d.iou >= T.MIN_IOU and T.is_present(dets, o.colour, o.shape)
+            assert d.iou >= T.MIN_IOU and T.correct(dets, o.colour, o.shape)
             # its pixels: every pixel the object covers well, none it covers little
             assert d.mask[cov >= 0.65].all() and not d.mask[cov < 0.35].any()
             assert all(abs(a - b) <= 1 for a, b in zip(d.bbox, _bbox(m)))
@@ -72,7 +72,7 @@ def test_detector_knows_every_shape_at_every_size_and_colour(shape):
         dets = T.detect(image)
         assert [d.name for d in dets] == [obj.name], (size, colour, dets)
         # and the other shapes are not "present"
-        assert not any(T.is_present(dets, colour, other) for other in D.SHAPES if other != shape)
+        assert not any(T.correct(dets, colour, other) for other in D.SHAPES if other != shape)
 
 
 def test_detector_finds_nothing_in_empty_or_wrong_images():
@@ -82,9 +82,9 @@ def test_detector_finds_nothing_in_empty_or_wrong_images():
     # a red circle is not a red square, nor a blue circle
     image, _ = D.render([D.ToyObject("red", "circle", 8, 8, 14)], D.make_background(rng, False))
     dets = T.detect(image)
-    assert T.is_present(dets, "red", "circle")
-    assert not T.is_present(dets, "red", "square") and not T.is_present(dets, "blue", "circle")
-    assert T.colour_present(dets, "red") and not T.colour_present(dets, "blue")
+    assert T.correct(dets, "red", "circle")
+    assert not T.correct(dets, "red", "square") and not T.correct(dets, "blue", "circle")
+    assert T.drawn(dets, "red") and not T.drawn(dets, "blue")
     # too small a blob is not an object
     tiny, _ = D.render([D.ToyObject("green", "square", 3, 3, 3)], D.make_background(rng, False))
     assert T.detect(tiny) == []

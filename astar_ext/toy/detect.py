@@ -7,14 +7,16 @@
    (and at least 0.40, white 0.45). Everything else is background. The generator keeps every background
    channel below 0.38 and nearly grey, and an anti-aliased edge keeps its hue, so this is the object's
    colour at a coverage of about 45 % or more.
-2. **Objects.** The 4-connected components of each colour with at least :data:`MIN_AREA` pixels.
+2. **Objects.** The 4-connected components of each colour with at least :data:`MIN_AREA` pixels: half
+   the area of the smallest object the generator draws (a 10 px star, 38 px), so that a speck is not an
+   object.
 3. **Shape.** Each shape of :data:`~astar_ext.toy.data.SHAPES` is rasterised by the generator's own
    :func:`~astar_ext.toy.data.shape_mask` into the component's bounding box, and compared with the
    component by IoU; the best shape is the component's shape, its IoU the score.
 
-An object ``(colour, shape)`` of a prompt is *present* when a component of its colour has that shape
-as best match with an IoU of at least :data:`MIN_IOU`; its *colour is present* when a component of its
-colour exists at all. numpy only.
+An object ``(colour, shape)`` of a prompt is *drawn* when a component of its colour exists (any shape),
+and *correct* when such a component has that shape as best match with an IoU of at least
+:data:`MIN_IOU`. numpy only.
 """
 
 from __future__ import annotations
@@ -27,9 +29,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .data import COLOURS, SHAPES, shape_mask
+from .data import COLOURS, SHAPES, SIZE_RANGE, shape_mask
 
-MIN_AREA = 12  # pixels of a component that counts as an object
 MIN_IOU = 0.5  # template IoU for the shape to count
 CHROMA_S, CHROMA_V = 0.35, 0.40
 WHITE_S, WHITE_V = 0.25, 0.45
@@ -37,6 +38,9 @@ MAX_HUE_DISTANCE = 40.0
 MIN_COVERAGE = 0.45  # a pixel belongs to an object when it is about this much of the object's colour
 
 COLOUR_NAMES: tuple[str, ...] = tuple(COLOURS)
+#: pixels of a component that counts as an object: half the smallest object of the data
+_SMALLEST = min(lo for lo, _ in SIZE_RANGE.values())
+MIN_AREA = int(min(shape_mask(s, _SMALLEST, _SMALLEST).sum() for s in SHAPES)) // 2
 _CHROMATIC = [(i, colorsys.rgb_to_hsv(*rgb)[0] * 360.0) for i, (name, rgb) in enumerate(COLOURS.items())
               if name != "white"]
 _WHITE = COLOUR_NAMES.index("white")
@@ -155,12 +159,14 @@ def detect(image: np.ndarray, min_area: int = MIN_AREA) -> list[Detection]:
     return sorted(found, key=lambda d: -d.area)
 
 
-def is_present(detections: Iterable[Detection], colour: str, shape: str, min_iou: float = MIN_IOU) -> bool:
-    """A component of ``colour`` whose best template is ``shape`` with IoU >= ``min_iou``."""
+def correct(detections: Iterable[Detection], colour: str, shape: str, min_iou: float = MIN_IOU) -> bool:
+    """The object is drawn with its shape: a component of ``colour`` whose best template is ``shape`` with
+    IoU >= ``min_iou``."""
     return any(d.colour == colour and d.shape == shape and d.iou >= min_iou for d in detections)
 
 
-def colour_present(detections: Iterable[Detection], colour: str) -> bool:
+def drawn(detections: Iterable[Detection], colour: str) -> bool:
+    """The object is drawn: a component of its colour (of at least ``MIN_AREA`` pixels) exists."""
     return any(d.colour == colour for d in detections)
 
 
