@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     ap.add_argument("--cfg", type=float, default=DEFAULT_CFG)
-    ap.add_argument("--compare", nargs="+", default=None, metavar="SETTINGS",
+    ap.add_argument("--compare", nargs="*", default=None, metavar="SETTINGS",
                     help="compare plain with these settings ('' = the defaults), e.g. '' 'ret_weight=2'")
     ap.add_argument("--set", default="", help="A-STAR settings for the ablation, e.g. 'scale=40,window=0.75'")
     ap.add_argument("--weights", default=None, help="toy model weights (default: the shipped ones)")
