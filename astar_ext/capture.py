@@ -110,7 +110,8 @@ class AttentionCapture:
         unet: the ``UNetModel`` (ldm or sgm ``diffusion_model``).
         level: map level (see :func:`attention_levels`); 2 = image/32.
         layers: explicit layer names (relative to ``unet``) instead of all layers at ``level``.
-        context_transform: applied to ``context`` before ``to_k`` (the WebUI's hypernetworks).
+        context_transform: ``f(context, module) -> context`` applied before ``to_k`` (the WebUI's
+            hypernetworks, which are chosen per layer).
 
     Usage::
 
@@ -125,7 +126,7 @@ class AttentionCapture:
         unet: nn.Module,
         level: int = 2,
         layers: Sequence[str] | None = None,
-        context_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        context_transform: Callable[[torch.Tensor, nn.Module], torch.Tensor] | None = None,
     ):
         self.unet = unet
         self.level = level
@@ -243,7 +244,7 @@ class AttentionCapture:
         if rec.hw is not None and rec.hw[0] * rec.hw[1] != n:
             raise CaptureError(f"layer has {n} queries, expected {rec.hw[0]}x{rec.hw[1]} at level {self.level}")
         if self.context_transform is not None:
-            context = self.context_transform(context)
+            context = self.context_transform(context, module)
         q = module.to_q(x)
         k = module.to_k(context)
         heads = module.heads

@@ -66,7 +66,9 @@ class EngineOptions:
 class StepRecord:
     """Diagnostics of one optimised step (values of the first iteration, before its update).
 
-    ``overlap[r][p]`` is Eq. 2's term of pair ``p`` (:attr:`pairs`) for row ``r``;
+    Index ``r`` runs over the images of the pass (the rows of an image are combined first).
+    ``overlap[r][p]`` is Eq. 2's term of pair ``p`` (:attr:`pairs`) for image ``r`` (0 where
+    ``pair_valid[r][p]`` is False: a concept of the pair is not in that image's prompt);
     ``retention[r][m]`` Eq. 3's term of concept ``m`` (``None`` where skipped);
     ``retention_iou[r][m]`` the IoU of concept ``m``'s binary mask at this step and at the
     previous optimised step (``None`` without a previous mask).
@@ -80,6 +82,7 @@ class StepRecord:
     ret_loss: float = math.nan
     loss: float = math.nan
     overlap: list[list[float]] = dataclasses.field(default_factory=list)
+    pair_valid: list[list[bool]] = dataclasses.field(default_factory=list)
     retention: list[list[float | None]] = dataclasses.field(default_factory=list)
     retention_iou: list[list[float | None]] = dataclasses.field(default_factory=list)
     grad_norm: float = math.nan
@@ -97,6 +100,7 @@ class MeasureRecord:
     step: int
     sigma: float
     overlap: list[list[float]]
+    pair_valid: list[list[bool]]
     seg_loss: float
     seconds: float
     maps: torch.Tensor | None = None
@@ -110,6 +114,19 @@ def _scalar(sigma: Any) -> float:
 
 def _rows(t: torch.Tensor) -> list[list[float]]:
     return [[float(v) for v in row] for row in t.detach().float().cpu()]
+
+
+def _pair_valid(valid: torch.Tensor) -> list[list[bool]]:
+    """``[B, K]`` concept validity -> per row, per pair of :func:`concept_pairs`: both concepts present."""
+    v = valid.cpu()
+    pairs = concept_pairs(v.shape[1])
+    return [[bool(row[m] and row[n]) for m, n in pairs] for row in v]
+
+
+def mean_overlap(overlap: list[list[float]], pair_valid: list[list[bool]]) -> float | None:
+    """Mean of the valid pair terms over rows and pairs (None when no pair is valid)."""
+    vals = [o for row, ok in zip(overlap, pair_valid) for o, good in zip(row, ok) if good]
+    return sum(vals) / len(vals) if vals else None
 
 
 class AStarController:
@@ -164,17 +181,21 @@ class AStarController:
         self.close()
 
     # --- the loss pass ---------------------------------------------------------------------------
-    def _maps(self, x: torch.Tensor, sigma: Any, layout: ColumnLayout, denoise_fn: DenoiseFn) -> torch.Tensor:
-        """Run ``denoise_fn`` under recording and return the concept maps ``[B, K, h, w]``."""
+    def _maps(self, x: torch.Tensor, sigma: Any, layout: ColumnLayout,
+              denoise_fn: DenoiseFn) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run ``denoise_fn`` under recording; return the concept maps ``[I, K, h, w]`` of each image
+        and their validity ``[I, K]`` (rows of one image combined, see ``ColumnLayout.image_maps``)."""
         with self.capture.recording(layout.gather, early_exit=self.options.early_exit) as rec:
             denoise_fn(x, sigma)
         if not rec.complete:
             missing = [n for n in self.capture.layers if n not in rec.probs]
             raise RuntimeError(f"the loss pass did not reach the layers {', '.join(missing)}")
-        return concept_maps(rec.probs, layout.to(x.device), rec.hw, smoothing=self.options.smoothing)
+        layout = layout.to(x.device)
+        maps = concept_maps(rec.probs, layout, rec.hw, smoothing=self.options.smoothing)
+        return layout.image_maps(maps)
 
-    def _masks_key(self, layout: ColumnLayout, maps: torch.Tensor) -> tuple:
-        return (layout.labels, tuple(maps.shape), layout.valid.cpu().numpy().tobytes())
+    def _masks_key(self, layout: ColumnLayout, maps: torch.Tensor, valid: torch.Tensor) -> tuple:
+        return (layout.labels, tuple(maps.shape), valid.cpu().numpy().tobytes())
 
     def step(self, x: torch.Tensor, sigma: Any, step: int, layout: ColumnLayout,
              denoise_fn: DenoiseFn) -> StepRecord | None:
@@ -191,7 +212,6 @@ class AStarController:
         factor = sigma_space_factor(s) if self.sigma_space else 1.0
         record = StepRecord(step=step, sigma=s, step_size=self.schedule.step_size(step), factor=factor)
         self.labels = layout.labels
-        valid = layout.valid.to(x.device)
         p = self.params
         weights_ctx = frozen(self.capture.unet) if self.options.freeze_weights else contextlib.nullcontext()
         with weights_ctx:
@@ -202,8 +222,8 @@ class AStarController:
                     break
                 z = x.detach().clone().requires_grad_(True)
                 with torch.enable_grad():
-                    maps = self._maps(z, sigma, layout, denoise_fn)
-                    key = self._masks_key(layout, maps)
+                    maps, valid = self._maps(z, sigma, layout, denoise_fn)
+                    key = self._masks_key(layout, maps, valid)
                     use_prev = self._prev_key == key
                     terms = astar_loss(maps, valid,
                                        self._prev_masks if use_prev else None,
@@ -212,7 +232,7 @@ class AStarController:
                     loss = terms.total.sum()
                     record.passes += 1
                     if it == 0:
-                        self._record_first(record, terms, maps, layout, use_prev)
+                        self._record_first(record, terms, maps, valid, layout, use_prev)
                     if not loss.requires_grad:
                         record.skipped.append("the loss does not depend on the latent")
                         break
@@ -230,18 +250,19 @@ class AStarController:
         self.records.append(record)
         return record
 
-    def _record_first(self, record: StepRecord, terms: Any, maps: torch.Tensor, layout: ColumnLayout,
-                      use_prev: bool) -> None:
+    def _record_first(self, record: StepRecord, terms: Any, maps: torch.Tensor, valid: torch.Tensor,
+                      layout: ColumnLayout, use_prev: bool) -> None:
         """Fill the step's diagnostics from the first pass and roll the retention masks."""
         record.seg_loss = float(terms.seg.detach().mean())
         record.ret_loss = float(terms.ret.detach().mean())
         record.loss = float(terms.total.detach().mean())
         record.overlap = _rows(terms.pairs)
+        record.pair_valid = _pair_valid(valid)
         masks, ok = retention_masks(maps, self.params.mask_threshold, self.options.mask_method)
-        ok = ok & layout.valid.to(ok.device)
+        ok = ok & valid.to(ok.device)
         ret = terms.retention.detach().float().cpu()
         if use_prev:
-            had = (self._prev_ok & layout.valid.to(ok.device)).cpu()
+            had = (self._prev_ok & valid.to(ok.device)).cpu()
             prev_ok = had & ok.cpu()
             iou = binary_iou(masks, self._prev_masks).cpu()
             record.retention = [[float(ret[r, m]) if bool(had[r, m]) else None
@@ -254,16 +275,17 @@ class AStarController:
         if self.options.keep_maps:
             record.maps = maps.detach().float().cpu()
         self._prev_masks, self._prev_ok = masks, ok
-        self._prev_key = self._masks_key(layout, maps)
+        self._prev_key = self._masks_key(layout, maps, valid)
 
     @torch.no_grad()
     def measure(self, x: torch.Tensor, sigma: Any, step: int, layout: ColumnLayout,
                 denoise_fn: DenoiseFn) -> MeasureRecord:
         """Measure the concept maps and their overlap at ``x`` without changing anything."""
         t0 = time.perf_counter()
-        maps = self._maps(x, sigma, layout, denoise_fn)
-        seg, pairs = segregation_loss(maps, layout.valid.to(maps.device))
-        m = MeasureRecord(step=step, sigma=_scalar(sigma), overlap=_rows(pairs), seg_loss=float(seg.mean()),
+        maps, valid = self._maps(x, sigma, layout, denoise_fn)
+        seg, pairs = segregation_loss(maps, valid)
+        m = MeasureRecord(step=step, sigma=_scalar(sigma), overlap=_rows(pairs), pair_valid=_pair_valid(valid),
+                          seg_loss=float(seg.mean()),
                           seconds=time.perf_counter() - t0,
                           maps=maps.float().cpu() if self.options.keep_maps else None)
         self.measures.append(m)

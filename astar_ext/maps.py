@@ -67,6 +67,9 @@ class ColumnLayout:
         keep: ``[B, G, 77]`` bool, the columns that enter the re-normalisation.
         member: ``[B, K, G*77]`` float, weight of each gathered column in each concept map.
         valid: ``[B, K]`` bool, the concept occurs in the row's prompt.
+        row_image: ``[B]`` long or None. Several rows may belong to one image (the WebUI's AND
+            prompts give each part its own conditioning row); :meth:`image_maps` then combines
+            them. None: each row is its own image.
     """
 
     labels: tuple[str, ...]
@@ -74,6 +77,7 @@ class ColumnLayout:
     keep: torch.Tensor
     member: torch.Tensor
     valid: torch.Tensor
+    row_image: torch.Tensor | None = None
 
     @property
     def rows(self) -> int:
@@ -84,11 +88,37 @@ class ColumnLayout:
         return int(self.keep.shape[1])
 
     def to(self, device: torch.device | str) -> ColumnLayout:
+        row_image = self.row_image.to(device) if self.row_image is not None else None
         return dataclasses.replace(self, gather=self.gather.to(device), keep=self.keep.to(device),
-                                   member=self.member.to(device), valid=self.valid.to(device))
+                                   member=self.member.to(device), valid=self.valid.to(device), row_image=row_image)
+
+    @property
+    def image_valid(self) -> torch.Tensor:
+        """``[I, K]`` bool: the concept occurs in at least one row of the image."""
+        if self.row_image is None:
+            return self.valid
+        n = int(self.row_image.max()) + 1
+        count = torch.zeros(n, self.valid.shape[1]).index_add(0, self.row_image.cpu(), self.valid.cpu().float())
+        return (count > 0).to(self.valid.device)
+
+    def image_maps(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Combine per-row maps ``[B, K, h, w]`` into per-image maps ``[I, K, h, w]``.
+
+        A concept's map of an image is the mean of its maps in the image's rows that hold it.
+        Returns ``(maps [I, K, h, w], valid [I, K])``; without ``row_image`` the input itself.
+        """
+        if self.row_image is None:
+            return maps, self.valid.to(maps.device)
+        idx = self.row_image.to(maps.device)
+        n = int(idx.max()) + 1
+        weight = self.valid.to(maps.device, maps.dtype)  # [B, K]
+        summed = maps.new_zeros((n,) + tuple(maps.shape[1:])).index_add(0, idx, maps * weight[..., None, None])
+        count = weight.new_zeros(n, weight.shape[1]).index_add(0, idx, weight)
+        return summed / count.clamp_min(1)[..., None, None], count > 0
 
     @classmethod
-    def build(cls, rows: Sequence[PromptTokens], normalize_eot: bool = False) -> ColumnLayout:
+    def build(cls, rows: Sequence[PromptTokens], normalize_eot: bool = False,
+              row_image: Sequence[int] | None = None) -> ColumnLayout:
         """Build the layout of a batch from each row's matched concepts.
 
         Args:
@@ -96,6 +126,7 @@ class ColumnLayout:
             normalize_eot: False: A&E's SD 1.x rule, keep local columns 1..75 (EOT and padding
                 take part in the re-normalisation, only column 76 is dropped). True: A&E's SD 2.1
                 rule, keep only the prompt tokens (EOT and padding excluded).
+            row_image: the image (0..I-1) of each row, when several rows belong to one image.
         """
         if not rows:
             raise ValueError("ColumnLayout needs at least one row")
@@ -131,7 +162,12 @@ class ColumnLayout:
                 for col in concept.columns:
                     chunk, j = divmod(col, CHUNK_TOKENS)
                     member[i, m, slot_of[chunk] * CHUNK_TOKENS + j] = 1.0 / len(chunks)
-        return cls(labels, gather, keep, member, valid)
+        images = None
+        if row_image is not None:
+            if len(row_image) != b:
+                raise ValueError("row_image needs one image index per row")
+            images = torch.tensor(list(row_image), dtype=torch.long)
+        return cls(labels, gather, keep, member, valid, images)
 
 
 def aggregate_layers(probs: Mapping[str, torch.Tensor] | Iterable[torch.Tensor]) -> torch.Tensor:

@@ -70,6 +70,9 @@ FIELDS: tuple[Field, ...] = (
           help="Threshold on the min-max normalised map that makes the retention mask."),
     Field("hires", "Also on the hires pass", bool, False, "A-STAR hires",
           help="Also correct the latent during the hires-fix pass (off: first pass only)."),
+    Field("heatmaps", "Heatmaps", bool, False, "A-STAR heatmaps",
+          help="Add each concept's attention map (first corrected step, end of the window, mean over steps) and "
+               "a chart of the losses to the gallery, after the images. They are not saved as outputs."),
 )
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
@@ -162,26 +165,30 @@ def concepts_to_text(items: Sequence[Any]) -> str:
     return ", ".join(parts)
 
 
-def from_args(args: Sequence[Any]) -> Any:
+def from_args(args: Sequence[Any], base: Any = None) -> Any:
     """Parse a script's argument slice: the positional list of :data:`FIELDS`, or one dict first.
 
     A dict in the first slot wins (the values after it are the UI defaults the API fills in and
-    are ignored). A shorter list keeps the defaults of the missing trailing fields.
-    Raises :class:`ParamError` naming the field.
+    are ignored). Missing fields (a shorter list, or names absent from the dict) take their value
+    from ``base`` (default: :data:`DEFAULTS`). Raises :class:`ParamError` naming the field.
     """
     args = list(args)
     if args and isinstance(args[0], Mapping):
-        return from_dict(args[0])
+        return from_dict(args[0], base)
     if len(args) > len(FIELDS):
         raise ParamError(None, f"got {len(args)} positional arguments, A-STAR takes at most {len(FIELDS)}: "
                                + ", ".join(f.name for f in FIELDS))
     values = {f.name: _coerce(f, v, strict=True) for f, v in zip(FIELDS, args)}
-    return AStarParams(**values)
+    return dataclasses.replace(base or DEFAULTS, **values)
 
 
-def from_dict(data: Mapping[str, Any]) -> Any:
-    """Parse a dict with named fields (API names); unknown names and wrong types are errors."""
-    values = {}
+def from_dict(data: Mapping[str, Any], base: Any = None) -> Any:
+    """Parse a dict with named fields (API names); unknown names and wrong types are errors.
+
+    Sending a dict means "use A-STAR": ``enabled`` is true unless the dict says ``"enabled": false``.
+    Other absent fields take their value from ``base`` (default: :data:`DEFAULTS`).
+    """
+    values: dict[str, Any] = {"enabled": True}
     for key, value in data.items():
         f = FIELD_BY_NAME.get(key) if isinstance(key, str) else None
         if f is None:
@@ -189,7 +196,7 @@ def from_dict(data: Mapping[str, Any]) -> Any:
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise ParamError(str(key), f"unknown field{extra}; known fields: " + ", ".join(FIELD_BY_NAME))
         values[f.name] = _coerce(f, value, strict=True)
-    return AStarParams(**values)
+    return dataclasses.replace(base or DEFAULTS, **values)
 
 
 def to_dict(params: Any) -> dict[str, Any]:

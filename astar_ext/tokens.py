@@ -67,6 +67,7 @@ class PromptTokens:
     chunk_lengths: tuple[int, ...]
     missing: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    missing_notes: tuple[str, ...] = ()  # why each of ``missing`` was not found (with a hint), same order
 
     @property
     def found(self) -> tuple[Concept, ...]:
@@ -185,7 +186,7 @@ def match_concepts(
 
     concepts: list[Concept] = []
     missing: list[str] = []
-    warnings: list[str] = []
+    notes: list[str] = []
     for item in items:
         if item.column is not None:
             chunk, local = divmod(item.column, CHUNK_TOKENS)
@@ -194,7 +195,7 @@ def match_concepts(
             else:
                 concepts.append(Concept(item.label, ()))
                 missing.append(item.label)
-                warnings.append(f"{item.label} is not a prompt token (SOT, EOT, padding or beyond the prompt)")
+                notes.append(f"{item.label} is not a prompt token (SOT, EOT, padding or beyond the prompt)")
             continue
 
         target = list(next(word_iter))
@@ -221,7 +222,8 @@ def match_concepts(
                 close = difflib.get_close_matches(item.text.lower(), [w.lower() for w in words], n=1, cutoff=0.6)
                 if close:
                     hint = f" (did you mean {close[0]!r}?)"
-            warnings.append(f"{item.text!r} is not in the prompt{hint}")
+            notes.append(f"{item.text!r} is not in the prompt{hint}")
+    warnings = list(notes)
     owners: dict[int, str] = {}
     for concept in concepts:
         for col in concept.columns:
@@ -229,7 +231,7 @@ def match_concepts(
                 warnings.append(f"{concept.label!r} and {owners[col]!r} share token column {col}")
                 break
             owners[col] = concept.label
-    return PromptTokens(tuple(concepts), lengths, tuple(missing), tuple(warnings))
+    return PromptTokens(tuple(concepts), lengths, tuple(missing), tuple(warnings), tuple(notes))
 
 
 _PUNCT = re.compile(r"^[^\w]+$")

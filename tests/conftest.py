@@ -6,6 +6,8 @@ import warnings
 
 import pytest
 
+from tests.standin.webui.harness import webui  # noqa: F401  (fixture: the stand-in WebUI 1.10.1)
+
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 
@@ -40,3 +42,14 @@ def prompt_ids(wrapper, prompt: str):
 
     chunks, _ = wrapper.tokenize_line(prompt)
     return torch.tensor([sum((c.tokens for c in chunks), [])]), chunks
+
+
+
+def concept_batch(tiny, wrapper, prompt: str = "a cat and a dog", spec: str = "cat, dog"):
+    """The tiny model's context ``[1, 77k, D]`` for ``prompt`` and the layout of the concepts ``spec``."""
+    from astar_ext.maps import ColumnLayout
+    from astar_ext.tokens import match_concepts, parse_concepts
+
+    ids, chunks = prompt_ids(wrapper, prompt)
+    pt = match_concepts(parse_concepts(spec), chunks, wrapper.tokenize, wrapper.id_end)
+    return tiny.encode(ids), ColumnLayout.build([pt])

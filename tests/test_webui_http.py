@@ -1,0 +1,246 @@
+"""Opt-in tier: a running AUTOMATIC1111 WebUI 1.10.x with this extension installed, over HTTP.
+
+Set ``ASTAR_WEBUI_URL`` (e.g. ``http://127.0.0.1:7860``, the WebUI started with ``--api``) to run it;
+without it every test here is skipped. Optional: ``ASTAR_WEBUI_SD1``, ``ASTAR_WEBUI_SD2`` and
+``ASTAR_WEBUI_SDXL`` name checkpoints (as ``/sdapi/v1/sd-models`` titles them) of those
+architectures; tests that need one are skipped when it is not named. Sizes and step counts are small
+so that a CPU WebUI with tiny random checkpoints answers quickly.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+URL = os.environ.get("ASTAR_WEBUI_URL", "").rstrip("/")
+pytestmark = [pytest.mark.webui, pytest.mark.skipif(not URL, reason="ASTAR_WEBUI_URL is not set")]
+
+REFUSED_SAMPLERS = {"UniPC", "Restart", "DPM fast", "DPM adaptive"}
+
+
+def call(path: str, payload: dict | None = None, timeout: float = 900) -> dict | list:
+    data = None if payload is None else json.dumps(payload).encode()
+    req = urllib.request.Request(URL + path, data=data, headers={"Content-Type": "application/json"},
+                                 method="GET" if payload is None else "POST")
+    with urllib.request.urlopen(req, timeout=timeout) as res:
+        body = res.read()
+    return json.loads(body) if body else {}
+
+
+def checkpoint(kind: str) -> str:
+    name = os.environ.get(f"ASTAR_WEBUI_{kind}")
+    if not name:
+        pytest.skip(f"ASTAR_WEBUI_{kind} is not set")
+    return name
+
+
+def txt2img(args=None, *, prompt="a cat and a dog", model=None, **extra) -> dict:
+    payload = {"prompt": prompt, "negative_prompt": "", "steps": 6, "width": 256, "height": 256, "seed": 1234,
+               "sampler_name": "Euler", "cfg_scale": 7, "batch_size": 1, "n_iter": 1}
+    payload.update(extra)
+    if args is not None:
+        payload["alwayson_scripts"] = {"A-STAR": {"args": args}}
+    if model:
+        payload.setdefault("override_settings", {})["sd_model_checkpoint"] = model
+        payload["override_settings_restore_afterwards"] = False
+    res = call("/sdapi/v1/txt2img", payload)
+    res["info"] = json.loads(res["info"])
+    return res
+
+
+def infotext(res: dict, index: int = 0) -> dict[str, str]:
+    """The A-STAR keys of an image's infotext, parsed as the WebUI parses them (png-info)."""
+    parsed = call("/sdapi/v1/png-info", {"image": "data:image/png;base64," + res["images"][index]})
+    return {k: str(v) for k, v in parsed["parameters"].items() if str(k).startswith("A-STAR")}
+
+
+def pixels(b64: str) -> bytes:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB").tobytes()
+
+
+def on(concepts="cat, dog", **fields) -> dict:
+    return {"enabled": True, "concepts": concepts, **fields}
+
+
+def test_script_is_listed_in_both_tabs():
+    scripts = call("/sdapi/v1/scripts")
+    assert "a-star" in scripts["txt2img"] and "a-star" in scripts["img2img"]
+    info = [s for s in call("/sdapi/v1/script-info") if s["name"] == "a-star"]
+    assert {s["is_img2img"] for s in info} == {False, True}
+    labels = [a["label"] for a in info[0]["args"]]
+    assert labels[:2] == ["A-STAR", "Concepts"]
+    assert len(labels) == 10
+
+
+def test_positional_list_runs_and_writes_the_infotext():
+    res = txt2img([True, "cat, dog", 20.0, 0.5])
+    keys = infotext(res)
+    assert keys["A-STAR enabled"] == "True" and keys["A-STAR concepts"] == "cat, dog"
+    assert int(keys["A-STAR passes"]) == 3  # 6 steps, window 0.5
+    before, after = (float(v) for v in keys["A-STAR overlap"].split("->"))
+    assert 0 <= after <= 0.5 and 0 <= before <= 0.5
+    assert "A-STAR error" not in keys and "A-STAR skipped" not in keys
+
+
+def test_dict_with_words_and_positions():
+    res = txt2img([{"enabled": True, "concepts": ["cat", 5], "iterations": 2, "window": 1.0}])
+    keys = infotext(res)
+    assert keys["A-STAR concepts"] == "cat, #5"
+    assert int(keys["A-STAR passes"]) == 12
+
+
+@pytest.mark.parametrize("args, field", [
+    ([{"enabled": True, "concepts": "cat, dog", "scale": "big"}], "scale"),
+    ([{"enable": True, "concepts": "cat, dog"}], "enable"),
+    ([True, "cat, dog", 20.0, 7.0], "window"),
+])
+def test_malformed_arguments_turn_astar_off_and_still_give_an_image(args, field):
+    res = txt2img(args)
+    assert len(res["images"]) == 1
+    keys = infotext(res)
+    assert field in keys["A-STAR error"]
+    assert "A-STAR passes" not in keys
+
+
+def test_a_missing_word_is_a_warning():
+    keys = infotext(txt2img([on("cat, horse")]))
+    assert "horse" in keys["A-STAR warnings"]
+    assert int(keys["A-STAR passes"]) == 3
+
+
+def test_disabled_leaves_no_trace_and_is_bit_identical():
+    plain = txt2img(None)
+    assert infotext(plain) == {}
+    explicit_off = txt2img([False, "cat, dog"])
+    txt2img([on()])  # an A-STAR generation in between must leave nothing behind
+    after = txt2img(None)
+    assert infotext(explicit_off) == {} and infotext(after) == {}
+    assert pixels(plain["images"][0]) == pixels(explicit_off["images"][0]) == pixels(after["images"][0])
+
+
+def test_every_sampler_runs_or_is_refused_with_a_message():
+    samplers = [s["name"] for s in call("/sdapi/v1/samplers")]
+    assert samplers
+    for name in samplers:
+        keys = infotext(txt2img([on()], sampler_name=name, steps=4))
+        if name in REFUSED_SAMPLERS:
+            assert "not supported" in keys["A-STAR skipped"], name
+        else:
+            assert "A-STAR skipped" not in keys, (name, keys)
+            assert int(keys["A-STAR passes"]) >= 1, name
+            assert "A-STAR notes" not in keys, (name, keys)
+
+
+def test_every_schedule_type_runs():
+    for scheduler in call("/sdapi/v1/schedulers"):
+        keys = infotext(txt2img([on()], scheduler=scheduler["label"], steps=4))
+        assert int(keys["A-STAR passes"]) == 2, (scheduler["label"], keys)
+
+
+@pytest.mark.parametrize("prompt, concepts", [
+    ("a (cat:1.3) and a [dog]", "cat, dog"),
+    ("a [cat:bird:0.5] and a dog", "cat, dog"),
+    ("a cat AND a dog", "cat, dog"),
+    ("a cat BREAK a dog", "cat, dog"),
+    ("a cat, " + ", ".join(["tall green grass field"] * 20) + ", a dog", "cat, dog"),
+    ("a cat and a dog <lora:nothing_here:0.8>", "cat, dog"),
+])
+def test_token_mapping(prompt, concepts):
+    keys = infotext(txt2img([on(concepts)], prompt=prompt))
+    assert "A-STAR skipped" not in keys and "A-STAR warnings" not in keys, keys
+    assert int(keys["A-STAR passes"]) == 3
+
+
+def test_prompts_that_differ_within_a_batch():
+    res = txt2img([on()], prompt="a cat and a dog", batch_size=2, n_iter=2, seed=7)
+    assert len(res["images"]) == 4
+    for i in range(4):
+        assert int(infotext(res, i)["A-STAR passes"]) == 3
+
+
+def test_hires_fix_first_pass_only_by_default():
+    extra = {"enable_hr": True, "hr_scale": 1.5, "hr_second_pass_steps": 4, "denoising_strength": 0.6,
+             "hr_upscaler": "Latent"}
+    keys = infotext(txt2img([on()], **extra))
+    assert "A-STAR overlap" in keys and "A-STAR hires overlap" not in keys
+    keys = infotext(txt2img([on(hires=True)], **extra))
+    assert "A-STAR hires overlap" in keys
+
+
+def test_img2img_window_starts_where_denoising_starts():
+    base = txt2img(None)
+    payload = {"init_images": [base["images"][0]], "prompt": "a cat and a dog", "steps": 10, "width": 256,
+               "height": 256, "seed": 3, "sampler_name": "Euler", "denoising_strength": 0.6,
+               "alwayson_scripts": {"A-STAR": {"args": [on()]}}}
+    res = call("/sdapi/v1/img2img", payload)
+    res["info"] = json.loads(res["info"])
+    keys = infotext(res)
+    # 10 steps at strength 0.6: the WebUI runs the last t_enc + 1 = 7 steps; the window is the first half
+    assert int(keys["A-STAR passes"]) == 4
+
+
+def test_pasting_the_infotext_through_the_api_restores_the_fields():
+    first = txt2img([on("cat, dog", scale=12.5, window=0.3, ret_weight=0.5)])
+    text = first["info"]["infotexts"][0]
+    again = txt2img(None, infotext=text)
+    a, b = infotext(first), infotext(again)
+    for key in ("A-STAR enabled", "A-STAR concepts", "A-STAR scale", "A-STAR window", "A-STAR ret weight"):
+        assert a[key] == b[key]
+
+
+def test_interrupt_during_a_correction_stops_promptly():
+    result = {}
+
+    def run():
+        result["res"] = txt2img([on(iterations=10, window=1.0)], steps=40)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(3.0)
+    t0 = time.time()
+    call("/sdapi/v1/interrupt", {})
+    thread.join(timeout=300)
+    assert not thread.is_alive()
+    assert time.time() - t0 < 60
+    assert len(result["res"]["images"]) == 1
+
+
+def test_cross_attention_optimisations_see_the_same_maps():
+    values = {}
+    for opt in ("None", "Doggettx", "sdp", "sdp-no-mem", "sub-quadratic", "InvokeAI", "V1"):
+        try:
+            keys = infotext(txt2img([on()], override_settings={"cross_attention_optimization": opt},
+                                    override_settings_restore_afterwards=True))
+        except urllib.error.HTTPError:
+            continue
+        values[opt] = float(keys["A-STAR overlap"].split("->")[0])
+    assert len(values) >= 2
+    ref = next(iter(values.values()))
+    assert all(abs(v - ref) < 1e-3 for v in values.values()), values
+
+
+def test_sd2_v_prediction():
+    keys = infotext(txt2img([on()], model=checkpoint("SD2")))
+    assert int(keys["A-STAR passes"]) == 3
+
+
+def test_sdxl_declines_with_a_message():
+    keys = infotext(txt2img([on()], model=checkpoint("SDXL"), width=256, height=256))
+    assert "SDXL" in keys["A-STAR skipped"]
+
+
+def test_switching_checkpoints_between_generations():
+    sd1 = checkpoint("SD1")
+    sd2 = checkpoint("SD2")
+    for model in (sd1, sd2, sd1):
+        assert int(infotext(txt2img([on()], model=model))["A-STAR passes"]) == 3
