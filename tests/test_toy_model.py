@@ -96,3 +96,24 @@ def test_training_is_seeded_and_resumes_exactly(tmp_path):
     for name, value in exported.diffusion_model.state_dict().items():
         ref = b["ema"]["diffusion_model." + name]
         assert torch.equal(value, ref.half().float())
+
+
+def test_shipped_weights_need_only_what_torch_2_0_weights_only_allows():
+    """``torch.load(..., weights_only=True)`` has existed since torch 1.13; in torch 2.0 its unpickler accepts
+    (beside plain containers and numbers) only these globals. The shipped file must use nothing else."""
+    import io
+    import pickletools
+    import zipfile
+
+    allowed = {"collections OrderedDict", "torch._utils _rebuild_tensor_v2", "torch HalfStorage",
+               "torch FloatStorage", "torch LongStorage"}
+    with zipfile.ZipFile(WEIGHTS) as z:
+        (name,) = [n for n in z.namelist() if n.endswith("/data.pkl")]
+        ops = list(pickletools.genops(io.BytesIO(z.read(name))))
+    used = set()
+    for i, (op, arg, _) in enumerate(ops):
+        if op.name == "GLOBAL":
+            used.add(arg)
+        elif op.name == "STACK_GLOBAL":
+            used.add(f"{ops[i - 2][1]} {ops[i - 1][1]}")
+    assert "torch._utils _rebuild_tensor_v2" in used and used <= allowed, used
