@@ -8,8 +8,8 @@ are put into every page's HTML by patching ``gradio.routes.templates.TemplateRes
 gradio check refuses paths under dot-directories), after a stand-in of the three ``script.js`` globals the
 picker uses. The page is launched on 127.0.0.1 and the ``app_started`` callbacks add the route to its app.
 
-A missing Chromium is a failure, not a skip: CI installs it (``.ci/run``); locally ``apt-get install
-chromium`` or deselect this file.
+A missing Chromium is a failure, not a skip: ``tests/run.sh`` installs it when run as root on Debian;
+otherwise ``apt-get install chromium`` or deselect this file.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def build_page(webui, gr):
 def page(webui):
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: the browser test needs Debian's chromium (apt-get install -y chromium; "
-                    "CI's .ci/run installs it), or set ASTAR_CHROMIUM to another Chromium")
+                    "tests/run.sh installs it as root on Debian), or set ASTAR_CHROMIUM to another Chromium")
     import gradio as gr
 
     from tests.cdp import Chromium
