@@ -43,3 +43,23 @@ def prompt_ids(wrapper, prompt: str):
     chunks, _ = wrapper.tokenize_line(prompt)
     return torch.tensor([sum((c.tokens for c in chunks), [])]), chunks
 
+
+
+@pytest.fixture(scope="session")
+def tiny_xl():
+    """A tiny model with the SDXL block layout (``astar_ext.tiny.sdxl_config``; the stand-in's SDXL model)."""
+    from tests.standin.webui.harness import tiny_sdxl
+
+    return tiny_sdxl()
+
+
+@pytest.fixture()
+def unet_resizes_skips():
+    """The WebUI's resizing ``cat`` in ldm's UNet (``sd_hijack_unet``), for latents of any size, during one test."""
+    from tests.standin.webui.modules import sd_hijack_unet
+
+    sd_hijack_unet.install()
+    try:
+        yield
+    finally:
+        sd_hijack_unet.uninstall()
