@@ -185,7 +185,7 @@ class TinyLDM(nn.Module):
         return {"c_crossattn": [self.encode(ids)]}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shared_context_transformer() -> type:
     """A subclass of ldm's ``SpatialTransformer`` whose ``forward`` gives every block the same context (ldm's
     indexes ``context[i]`` per block, so it fails past the first block given one tensor; sgm's repeats it)."""

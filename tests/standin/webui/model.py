@@ -226,7 +226,8 @@ class StandinLatentDiffusion(nn.Module):
             raise ValueError(f"unknown variant {variant!r}")
         xl = variant in ("sdxl", "ssd")
         if xl != bool(getattr(tiny, "is_sdxl_layout", False)):
-            raise ValueError(f"the {variant!r} variant needs a tiny model {'with' if xl else 'without'} the SDXL layout")
+            want = 'with' if xl else 'without'
+            raise ValueError(f"the {variant!r} variant needs a tiny model {want} the SDXL layout")
         self.variant = variant
         self.model = DiffusionWrapper(tiny.diffusion_model, sgm_style=xl)
         self.first_stage_model = StandinFirstStage()
