@@ -243,19 +243,21 @@ def add_adm_embedding(unet: nn.Module, adm_in_channels: int) -> nn.Module:
     return unet.label_emb
 
 
-def ssd_layout(unet: nn.Module) -> nn.Module:
-    """Delete, from a tiny SDXL-layout UNet, the blocks the WebUI's ``convert_sdxl_to_ssd`` deletes from SDXL to make
-    SSD-1B, scaled to the tiny depths: the middle block's transformer and second res-block; all but the first
-    transformer block of ``input_blocks.7/8`` and ``output_blocks.0/1`` (SSD-1B keeps 4 of 10); the second block of
-    ``output_blocks.4/5`` (SSD-1B keeps 1 of 2). ``output_blocks.2`` keeps all its blocks, as in SSD-1B."""
-    delattr(unet.middle_block, "1")
-    delattr(unet.middle_block, "2")
-    for block in (unet.input_blocks[7], unet.input_blocks[8], unet.output_blocks[0], unet.output_blocks[1]):
-        blocks = block[1].transformer_blocks
-        for i in list(blocks._modules)[1:]:
-            delattr(blocks, i)
-    for block in (unet.output_blocks[4], unet.output_blocks[5]):
-        delattr(block[1].transformer_blocks, "1")
+SSD_TRIMMED = (("input_blocks", 7), ("input_blocks", 8), ("output_blocks", 0), ("output_blocks", 1))
+"""The deep image/32 transformers that SSD-1B shortens (from 10 blocks to 4); ``output_blocks.2`` keeps its 10."""
+SSD_HALVED = (("output_blocks", 4), ("output_blocks", 5))
+"""The image/16 transformers of the decoder that SSD-1B shortens from 2 blocks to 1."""
+
+
+def ssd_layout(unet: nn.Module, deep_kept: int = 1) -> nn.Module:
+    """SSD-1B's layout (the WebUI's ``convert_sdxl_to_ssd``, ``is_ssd``) from an SDXL-layout UNet, in place: the middle
+    block keeps only its first res-block (no transformer); the transformers of :data:`SSD_TRIMMED` keep their first
+    ``deep_kept`` blocks (SSD-1B: 4 of 10; the tiny layout's 3 blocks: 1), those of :data:`SSD_HALVED` their first."""
+    del unet.middle_block[1:]
+    for part, index in SSD_TRIMMED:
+        del getattr(unet, part)[index][1].transformer_blocks[deep_kept:]
+    for part, index in SSD_HALVED:
+        del getattr(unet, part)[index][1].transformer_blocks[1:]
     return unet
 
 
