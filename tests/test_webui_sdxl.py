@@ -107,20 +107,26 @@ def test_sd2_768v_and_512base(webui, variant, parameterization):
     assert concepts.layout_at(0).layout.keep[0, 0].nonzero().flatten().tolist() == [1, 2, 3, 4, 5]
 
 
-@pytest.mark.parametrize("variant", ["sd1", "sdxl"])
-@pytest.mark.parametrize("width, height", [(264, 200), (200, 72), (520, 136)])
+@pytest.mark.parametrize("variant, width, height", [
+    ("sd1", 264, 200), ("sd1", 200, 72), ("sd1", 520, 136),
+    ("sd2", 264, 200), ("sd2-base", 136, 328),
+    ("sdxl", 264, 200), ("sdxl", 200, 72), ("sdxl", 520, 136), ("ssd", 328, 136),
+])
 def test_sizes_that_are_not_multiples_of_64(webui, variant, width, height):
     from astar_ext.maps import map_size
 
-    if variant == "sdxl":
-        webui.make_model("sdxl", use=True)
+    if variant != "sd1":
+        webui.make_model(variant, use=True)
     result = run(webui, on(window=1.0), width=width, height=height, steps=3)
     keys = astar_keys(result.processed)
     assert keys["A-STAR passes"] == "3" and "A-STAR error" not in keys, keys
     ctrl = result.p.astar_state.runs[0].controller
     assert result.processed.images[0].size == (width, height)
     assert ctrl.records[0].grad_norm > 0
-    assert map_size((height // 8, width // 8), 2) == (-(-height // 32), -(-width // 32))
+    # the retention masks kept from the last corrected step have the size of the maps: ceil(latent / 4) per side
+    want = (-(-height // 32), -(-width // 32))
+    assert map_size((height // 8, width // 8), 2) == want
+    assert tuple(ctrl._prev_masks.shape[-2:]) == want
 
 
 def test_layer_setting(webui):
