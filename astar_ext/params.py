@@ -70,6 +70,9 @@ FIELDS: tuple[Field, ...] = (
           help="Threshold on the min-max normalised map that makes the retention mask."),
     Field("hires", "Also on the hires pass", bool, False, "A-STAR hires",
           help="Also correct the latent during the hires-fix pass (off: first pass only)."),
+    Field("heatmaps", "Heatmaps", bool, False, "A-STAR heatmaps",
+          help="Add each concept's attention map (first corrected step, end of the window, mean over steps) and "
+               "a chart of the losses to the gallery, after the images. They are not saved as outputs."),
 )
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

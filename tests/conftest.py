@@ -44,7 +44,6 @@ def prompt_ids(wrapper, prompt: str):
     return torch.tensor([sum((c.tokens for c in chunks), [])]), chunks
 
 
-
 @pytest.fixture(scope="session")
 def tiny_xl():
     """A tiny model with the SDXL block layout (``astar_ext.tiny.sdxl_config``; the stand-in's SDXL model)."""
@@ -63,3 +62,13 @@ def unet_resizes_skips():
         yield
     finally:
         sd_hijack_unet.uninstall()
+
+
+def concept_batch(tiny, wrapper, prompt: str = "a cat and a dog", spec: str = "cat, dog"):
+    """The tiny model's context ``[1, 77k, D]`` for ``prompt`` and the layout of the concepts ``spec``."""
+    from astar_ext.maps import ColumnLayout
+    from astar_ext.tokens import match_concepts, parse_concepts
+
+    ids, chunks = prompt_ids(wrapper, prompt)
+    pt = match_concepts(parse_concepts(spec), chunks, wrapper.tokenize, wrapper.id_end)
+    return tiny.encode(ids), ColumnLayout.build([pt])

@@ -13,9 +13,8 @@ from astar_ext.capture import (
     frozen,
     remove_all,
 )
-from astar_ext.maps import ColumnLayout, concept_maps
-from astar_ext.tokens import match_concepts, parse_concepts
-from tests.conftest import hook_count, prompt_ids
+from astar_ext.maps import concept_maps
+from tests.conftest import concept_batch, hook_count
 
 SD1_LAYERS = [
     "input_blocks.7.1.transformer_blocks.0.attn2",
@@ -28,10 +27,7 @@ SD1_LAYERS = [
 
 @pytest.fixture()
 def batch(tiny, clip_wrapper):
-    ids, chunks = prompt_ids(clip_wrapper, "a cat and a dog")
-    ctx = tiny.encode(ids)
-    pt = match_concepts(parse_concepts("cat, dog"), chunks, clip_wrapper.tokenize, clip_wrapper.id_end)
-    layout = ColumnLayout.build([pt])
+    ctx, layout = concept_batch(tiny, clip_wrapper)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 4, 32, 32, generator=g)
     t = torch.tensor([500])

@@ -13,7 +13,7 @@ from astar_ext.controller import AStarController, EngineOptions
 from astar_ext.maps import ColumnLayout
 from astar_ext.schedule import Schedule, sigma_space_factor
 from astar_ext.tokens import match_concepts, parse_concepts
-from tests.conftest import hook_count, prompt_ids
+from tests.conftest import concept_batch, hook_count, prompt_ids
 
 
 class CondDenoiser(nn.Module):
@@ -35,10 +35,7 @@ class CondDenoiser(nn.Module):
 
 @pytest.fixture()
 def setup(tiny, clip_wrapper):
-    ids, chunks = prompt_ids(clip_wrapper, "a cat and a dog")
-    ctx = tiny.encode(ids)
-    pt = match_concepts(parse_concepts("cat, dog"), chunks, clip_wrapper.tokenize, clip_wrapper.id_end)
-    layout = ColumnLayout.build([pt])
+    ctx, layout = concept_batch(tiny, clip_wrapper)
     den = CondDenoiser(tiny, ctx)
     sigmas = K.sampling.get_sigmas_karras(8, 0.03, 14.6)
     x = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(3)) * sigmas[0]

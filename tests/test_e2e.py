@@ -20,10 +20,9 @@ from astar_ext import params as P
 from astar_ext.capture import AttentionCapture
 from astar_ext.controller import AStarController
 from astar_ext.losses import binary_iou, retention_masks, segregation_loss
-from astar_ext.maps import ColumnLayout, concept_maps
+from astar_ext.maps import concept_maps
 from astar_ext.schedule import Schedule
-from astar_ext.tokens import match_concepts, parse_concepts
-from tests.conftest import hook_count, prompt_ids
+from tests.conftest import concept_batch, hook_count
 
 STEPS = 20
 SEEDS = range(10)
@@ -58,10 +57,7 @@ def sample(tiny, ctx, layout, seed, guided):
 
 @pytest.mark.slow
 def test_astar_lowers_overlap_and_raises_retention(tiny, clip_wrapper):
-    ids, chunks = prompt_ids(clip_wrapper, "a cat and a dog")
-    ctx = tiny.encode(ids)
-    layout = ColumnLayout.build([match_concepts(parse_concepts("cat, dog"), chunks, clip_wrapper.tokenize,
-                                                clip_wrapper.id_end)])
+    ctx, layout = concept_batch(tiny, clip_wrapper)
     rows = []
     for seed in SEEDS:
         plain_overlap, plain_iou, _ = sample(tiny, ctx, layout, seed, guided=False)

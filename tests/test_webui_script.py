@@ -399,3 +399,31 @@ def test_reloading_does_not_duplicate_callbacks(webui):
     assert sum(len(v) for v in cb.callback_map.values()) == count
     cb.script_unloaded_callback()
     assert no_hooks_left(webui)
+
+
+def test_heatmaps_follow_the_outputs_with_their_own_infotexts(webui):
+    processed, _ = run(webui, on(heatmaps=True), batch_size=2, seed=5)
+    first = processed.index_of_first_image
+    outputs = processed.images[first:first + 2]
+    extra = processed.images[first + 2:]
+    assert len(extra) == 2
+    assert len(processed.infotexts) == len(processed.images)
+    for i, pic in enumerate(extra):
+        assert pic.width > outputs[i].width  # three tiles and a colour scale
+        text = processed.infotexts[first + 2 + i]
+        assert text.startswith(processed.infotexts[first + i]) and "A-STAR heatmap" in text
+    no_maps, _ = run(webui, on(), batch_size=2, seed=5)
+    assert len(no_maps.images) == len(processed.images) - 2
+    assert [im.tobytes() for im in no_maps.images[first:first + 2]] == [im.tobytes() for im in outputs]
+
+
+def test_diagnostics_per_pair_and_retention(webui):
+    keys = astar_keys(run(webui, on("cat, dog, bird"), prompt="a cat and a dog and a bird").processed)
+    pairs = keys["A-STAR pairs"].split("; ")
+    assert [p.split(" ")[0] for p in pairs] == ["cat/dog", "cat/bird", "dog/bird"]
+    for p in pairs:
+        before, after = p.split(" ", 1)[1].split(" -> ")
+        assert 0 <= float(before) <= 0.5 and 0 <= float(after) <= 0.5
+    ious = dict(x.split(" ") for x in keys["A-STAR retention IoU"].split(", "))
+    assert set(ious) == {"cat", "dog", "bird"} and all(0 <= float(v) <= 1 for v in ious.values())
+    assert float(keys["A-STAR time"].split(" ")[0]) > 0

@@ -26,6 +26,7 @@ caught.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import traceback
 from collections.abc import Callable
@@ -92,6 +93,12 @@ class PassRun:
         self.model = current_model()
         self.checkpoint = checkpoint_of(self.model)
         self._last_step: int | None = None
+        self.collect_maps = bool(getattr(params, "heatmaps", False))
+        if self.collect_maps:
+            self.options = dataclasses.replace(self.options, keep_maps=True)
+        # (step, batch images of the record's rows, maps [I, K, h, w]) for every corrected or measured step
+        self.maps_log: list[tuple[int, tuple[int, ...], torch.Tensor]] = []
+        self.step_images: dict[int, tuple[int, ...]] = {}
         self.controller: AStarController | None = None
         self.schedule: Schedule | None = None
         self.sigmas: list[float] = []
@@ -202,10 +209,13 @@ class PassRun:
             return
         if step is not None:
             self._last_step = step
-        if step is None or step > schedule.optimised_steps:
+        if step is None:
             return
-        if step == schedule.optimised_steps and (self.controller.measures or not self.controller.records):
-            return
+        if step >= schedule.optimised_steps:
+            # after the window: one measurement at its end (for the summary), every step when collecting maps
+            first_after = step == schedule.optimised_steps and self.controller.records and not self.controller.measures
+            if not (first_after or self.collect_maps):
+                return
         x = args[0] if args else kwargs["x"]
         sigma = args[1] if len(args) > 1 else kwargs["sigma"]
         received = float(torch.as_tensor(sigma).flatten()[0])
@@ -220,9 +230,12 @@ class PassRun:
             return
         denoise = self._cond_pass(denoiser, kwargs, call, list(at.rows))
         if step < schedule.optimised_steps:
-            self.controller.step(x, sigma, step, at.layout, denoise)
+            record = self.controller.step(x, sigma, step, at.layout, denoise)
         else:
-            self.controller.measure(x, sigma, step, at.layout, denoise)
+            record = self.controller.measure(x, sigma, step, at.layout, denoise)
+        self.step_images[step] = at.images
+        if record is not None and record.maps is not None:
+            self.maps_log.append((step, at.images, record.maps))
 
     def _refiner_note(self, step: int | None) -> str:
         """The note of a model change: which model took over, at which step, and what A-STAR did."""
@@ -277,8 +290,61 @@ class PassRun:
             return None, None
         first = ctrl.records[0]
         before = mean_overlap(first.overlap, first.pair_valid)
-        last = ctrl.measures[-1] if ctrl.measures else ctrl.records[-1]
+        last = ctrl.measures[0] if ctrl.measures else ctrl.records[-1]
         return before, mean_overlap(last.overlap, last.pair_valid)
+
+    def pair_overlaps(self) -> list[tuple[str, float | None, float | None]]:
+        """Per concept pair: ``(label, before, after)``, the mean Eq. 2 term over the images that hold both
+        concepts, at the first corrected step (before its update) and at the end of the window."""
+        ctrl = self.controller
+        if ctrl is None or not ctrl.records:
+            return []
+        first = ctrl.records[0]
+        last = ctrl.measures[0] if ctrl.measures else ctrl.records[-1]
+        out = []
+        for p, (a, b) in enumerate(ctrl.pairs):
+            out.append((f"{a}/{b}", _mean_col(first.overlap, first.pair_valid, p),
+                        _mean_col(last.overlap, last.pair_valid, p)))
+        return out
+
+    def retention_iou(self) -> list[tuple[str, float | None]]:
+        """Per concept: the mean IoU of its binary mask between consecutive corrected steps."""
+        ctrl = self.controller
+        if ctrl is None:
+            return []
+        out = []
+        for m, label in enumerate(ctrl.labels):
+            vals = [row[m] for r in ctrl.records for row in r.retention_iou if m < len(row) and row[m] is not None]
+            out.append((label, sum(vals) / len(vals) if vals else None))
+        return out
+
+    def heatmap_data(self, image: int) -> dict | None:
+        """Maps and loss series of batch image ``image`` for :func:`astar_ext.heatmaps.render`:
+        ``{"maps": {concept: {column: map}}, "steps": [...], "losses": {...}, "window_end": int}``."""
+        ctrl = self.controller
+        if ctrl is None or not self.maps_log:
+            return None
+        per_step = [(step, maps[images.index(image)]) for step, images, maps in self.maps_log if image in images]
+        if not per_step:
+            return None
+        n_opt = self.schedule.optimised_steps if self.schedule is not None else 0
+        first = next((m for s, m in per_step if s < n_opt), per_step[0][1])
+        end = next((m for s, m in per_step if s == n_opt), None)
+        if end is None:
+            end = [m for s, m in per_step if s < n_opt][-1] if n_opt else per_step[-1][1]
+        mean = torch.stack([m for _, m in per_step]).mean(0)
+        maps = {label: {"first step": first[k], "end of window": end[k], "mean over steps": mean[k]}
+                for k, label in enumerate(ctrl.labels)}
+        steps, seg, ret = [], [], []
+        for r in ctrl.records:
+            images = self.step_images.get(r.step, ())
+            if image not in images:
+                continue
+            i = images.index(image)
+            steps.append(r.step)
+            seg.append(sum(o for o, ok in zip(r.overlap[i], r.pair_valid[i]) if ok))
+            ret.append(sum(v for v in r.retention[i] if v is not None))
+        return {"maps": maps, "steps": steps, "losses": {"segregation": seg, "retention": ret}, "window_end": n_opt}
 
     @property
     def skipped_updates(self) -> list[str]:
@@ -299,6 +365,9 @@ def checkpoint_name(model: Any) -> str:
     info = getattr(model, "sd_checkpoint_info", None)
     name = getattr(info, "name_for_extra", None) or getattr(info, "title", None) or checkpoint_of(model)
     return repr(str(name)) if name else "(unknown checkpoint)"
+def _mean_col(rows: list[list[float]], valid: list[list[bool]], col: int) -> float | None:
+    vals = [row[col] for row, ok in zip(rows, valid) if col < len(row) and ok[col]]
+    return sum(vals) / len(vals) if vals else None
 
 
 def detach_all() -> int:

@@ -29,6 +29,7 @@ from ..controller import EngineOptions
 from ..tokens import parse_concepts
 from . import host
 from .concepts import PassConcepts
+from .route import on_app_started as add_token_route
 from .run import PassRun, detach_all
 from .samplers import plan_for
 
@@ -39,8 +40,8 @@ except ImportError:  # pragma: no cover - older WebUI
 
 TITLE = "A-STAR"
 SETTINGS_SECTION = ("astar", "A-STAR")
-SUMMARY_KEYS = ("A-STAR skipped", "A-STAR warnings", "A-STAR overlap", "A-STAR passes", "A-STAR time",
-                "A-STAR hires overlap", "A-STAR notes", "A-STAR layers")
+SUMMARY_KEYS = ("A-STAR skipped", "A-STAR warnings", "A-STAR overlap", "A-STAR pairs", "A-STAR retention IoU",
+                "A-STAR passes", "A-STAR time", "A-STAR hires overlap", "A-STAR notes", "A-STAR layers")
 ERROR_KEY = "A-STAR error"
 MASK_METHODS = ("threshold", "otsu")
 EOT_RULES = ("automatic", "keep", "exclude")
@@ -58,6 +59,8 @@ class GenerationState:
     runs: list[PassRun] = dataclasses.field(default_factory=list)
     sampling_seen: bool = False
     layers: str | None = None  # which layers, when not all image/32 layers
+    # (index of the image among the generation's outputs, heatmap data) for postprocess
+    heatmaps: list[tuple[int, dict]] = dataclasses.field(default_factory=list)
 
     def skip(self, reason: str) -> None:
         if reason not in self.skipped:
@@ -153,6 +156,11 @@ class AStarScript(scripts.Script):
         with InputAccordion(False, label=TITLE, elem_id=self.elem_id("enabled")) as enabled:
             comps["enabled"] = enabled
             comps["concepts"] = _component(fields["concepts"], "", self.elem_id("concepts"))
+            # Token picker (javascript/astar.js fills it from POST /astar/v1/tokens); not script arguments.
+            gr.HTML("", elem_id=self.elem_id("picker"), elem_classes=["astar-picker"])
+            with gr.Row(elem_classes=["astar-picker-actions"]):
+                gr.Button("Suggest", elem_id=self.elem_id("suggest"), elem_classes=["astar-suggest"], size="sm",
+                          scale=0, min_width=90)
             with gr.Row(elem_classes=["astar-row"]):
                 for name in ("scale", "window"):
                     comps[name] = _component(fields[name], getattr(defaults, name), self.elem_id(name))
@@ -163,8 +171,10 @@ class AStarScript(scripts.Script):
                 with gr.Row(elem_classes=["astar-row"]):
                     for name in ("iterations", "mask_threshold"):
                         comps[name] = _component(fields[name], getattr(defaults, name), self.elem_id(name))
-                comps["hires"] = _component(fields["hires"], defaults.hires, self.elem_id("hires"),
-                                            visible=not is_img2img)
+                with gr.Row(elem_classes=["astar-row"]):
+                    comps["hires"] = _component(fields["hires"], defaults.hires, self.elem_id("hires"),
+                                                visible=not is_img2img)
+                    comps["heatmaps"] = _component(fields["heatmaps"], defaults.heatmaps, self.elem_id("heatmaps"))
         ordered = [comps[f.name] for f in P.FIELDS]
         self.infotext_fields = [self._paste_field(comps[f.name], f) for f in P.FIELDS]
         self.paste_field_names = [f.infotext for f in P.FIELDS]
@@ -288,12 +298,45 @@ class AStarScript(scripts.Script):
         if not state.sampling_seen and not state.skipped:
             state.skip("this WebUI has no process_before_every_sampling hook: A-STAR needs WebUI 1.10 or newer")
         write_summary(p.extra_generation_params, state)
+        if state.params.heatmaps:
+            batch = int(kwargs.get("batch_number", getattr(p, "iteration", 0)) or 0)
+            first_pass = next((run for run in state.runs if run.label == "first pass"), None)
+            run = first_pass or (state.runs[0] if state.runs else None)
+            for i in range(run.concepts.num_images if run is not None else 0):
+                data = run.heatmap_data(i)
+                if data is not None:
+                    data["title"] = f"A-STAR: image {batch * p.batch_size + i + 1}, {run.label}"
+                    state.heatmaps.append((batch * p.batch_size + i, data))
 
     def postprocess(self, p: Any, processed: Any, *args: Any) -> None:
         state = getattr(p, "astar_state", None)
-        if state is not None:
-            for run in state.runs:
-                run.detach()
+        if state is None:
+            return
+        for run in state.runs:
+            run.detach()
+        if state.heatmaps:
+            append_heatmaps(processed, state.heatmaps)
+        state.heatmaps = []
+
+
+def append_heatmaps(processed: Any, entries: list[tuple[int, dict]]) -> None:
+    """Add a heatmap picture per image after the outputs, each with an infotext entry (so that the
+    gallery's info panel and Save work); they are not saved as outputs."""
+    from ..heatmaps import render
+
+    first = int(getattr(processed, "index_of_first_image", 0) or 0)
+    outputs = list(processed.images)
+    for index, data in entries:
+        position = first + index
+        if position >= len(outputs):
+            continue
+        image = outputs[position]
+        picture = render(image, data["maps"], data["steps"], data["losses"], data["window_end"], data["title"])
+        processed.images.append(picture)
+        infotexts = getattr(processed, "infotexts", None)
+        if infotexts is not None:
+            source = infotexts[position] if position < len(infotexts) else ""
+            infotexts.append(source + (", " if source else "") + f"A-STAR heatmap: {data['title']}")
 
 
 def write_summary(extra: dict, state: GenerationState) -> None:
@@ -319,8 +362,20 @@ def write_summary(extra: dict, state: GenerationState) -> None:
             extra[key] = f"{before:.3f} -> {after:.3f}" if after is not None else f"{before:.3f}"
     if state.layers:
         extra["A-STAR layers"] = state.layers
+    first = next((run for run in state.runs if run.label != "hires pass"), None)
+    if first is not None:
+        pairs = [f"{label} {_num(b)} -> {_num(a)}" for label, b, a in first.pair_overlaps() if b is not None]
+        if len(pairs) > 1:  # with one pair, "A-STAR overlap" says it all
+            extra["A-STAR pairs"] = "; ".join(pairs)
+        ious = [f"{label} {_num(v)}" for label, v in first.retention_iou() if v is not None]
+        if ious:
+            extra["A-STAR retention IoU"] = ", ".join(ious)
     extra["A-STAR passes"] = sum(run.passes for run in state.runs)
     extra["A-STAR time"] = f"{sum(run.seconds for run in state.runs):.2f} s"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 # --- callbacks: settings, XYZ plot, reload --------------------------------------------------------------
@@ -382,6 +437,7 @@ CALLBACKS = (
     ("on_ui_settings", on_ui_settings),
     ("on_before_ui", on_before_ui),
     ("on_script_unloaded", on_script_unloaded),
+    ("on_app_started", add_token_route),
 )
 
 
