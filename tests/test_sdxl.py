@@ -202,3 +202,32 @@ def test_the_map_size_follows_the_latent(tiny, tiny_xl, clip_wrapper, unet_resiz
     assert after.seg_loss < rec.seg_loss
     seg, _ = segregation_loss(rec.maps, layout.valid)
     assert abs(float(seg) - rec.seg_loss) < 1e-5
+
+
+def test_sd2_v_prediction_with_eot_and_padding_excluded(tiny, clip_wrapper):
+    """SD 2.x 768-v: k-diffusion's v-denoiser around the tiny SD layout, A&E's SD 2.1 rule (only the prompt's tokens
+    take part in the x100 re-normalisation); one corrected step lowers the overlap on each of four seeds, and the
+    maps differ from those of the SD 1.x rule."""
+    ids, chunks = prompt_ids(clip_wrapper, "a cat and a dog")
+    cond = tiny.conditioning(ids)
+    pt = match_concepts(parse_concepts("cat, dog"), chunks, clip_wrapper.tokenize, clip_wrapper.id_end)
+    sd2 = ColumnLayout.build([pt], normalize_eot=True)
+    sd1 = ColumnLayout.build([pt], normalize_eot=False)
+    assert sd2.keep[0, 0].nonzero().flatten().tolist() == [1, 2, 3, 4, 5]
+    assert sd1.keep[0, 0].nonzero().flatten().tolist() == list(range(1, 76))
+    den = K.external.CompVisVDenoiser(tiny)
+    sigmas = K.sampling.get_sigmas_karras(10, 0.03, 14.6)
+    for seed in range(4):
+        x = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(seed)) * sigmas[0]
+        maps = {}
+        for name, layout in (("sd1", sd1), ("sd2", sd2)):
+            ctrl = AStarController(AttentionCapture(tiny.diffusion_model), Schedule(10, 0.5, 20.0), P.DEFAULTS,
+                                   options=EngineOptions(keep_maps=True, normalize_eot=name == "sd2"))
+            z = x.clone()
+            with ctrl, torch.no_grad():
+                rec = ctrl.step(z, sigmas[:1], 0, layout, lambda v, s: den(v, s, cond=cond))
+                after = ctrl.measure(z, sigmas[:1], 1, layout, lambda v, s: den(v, s, cond=cond))
+            maps[name] = rec.maps
+            if name == "sd2":
+                assert rec.updates == 1 and after.seg_loss < rec.seg_loss, (seed, rec.seg_loss, after.seg_loss)
+        assert not torch.allclose(maps["sd1"], maps["sd2"], atol=1e-4)

@@ -309,6 +309,17 @@ def test_sdxl_refiner_switch_inside_the_window():
     assert int(keys["A-STAR passes"]) == int(note.group(2)) < 5
 
 
+def test_sdxl_heatmaps_and_the_tokens_route():
+    model = checkpoint("SDXL")
+    res = txt2img([on(heatmaps=True)], model=model, width=320, height=192)
+    assert len(res["images"]) == 2  # the image and its heatmap
+    keys = infotext(res, 1)
+    assert "A-STAR heatmap" in keys and int(keys["A-STAR passes"]) == 3, keys
+    body = call("/astar/v1/tokens", {"prompt": "a (cat:1.2) and a dog", "concepts": "cat, dog"})
+    assert body["model"].startswith(model) and body["refusal"] is None
+    assert [c["columns"] for c in body["parts"][0]["concepts"]] == [[2], [5]]
+
+
 def test_switching_checkpoints_between_generations():
     sd1 = checkpoint("SD1")
     sd2 = checkpoint("SD2")
