@@ -22,7 +22,8 @@ Architectures (``--arch``):
 
 * ``sgm:<yaml>``: sgm's ``UNetModel`` from a WebUI/sgm config (e.g. ``sd_xl_base.yaml``), random weights; needs
   ``sgm`` importable (the WebUI's ``repositories/generative-models``; run with the WebUI's venv). ``--ssd`` then
-  deletes the blocks the WebUI's ``convert_sdxl_to_ssd`` deletes (SSD-1B).
+  deletes the blocks the WebUI's ``convert_sdxl_to_ssd`` deletes (SSD-1B); ``--model-channels 160`` halves every
+  width (a quarter of the parameters, same blocks and 64-channel heads) where memory is short.
 * ``tiny-sdxl``: :func:`astar_ext.tiny.sdxl_config` on the ldm ``UNetModel`` (any environment with the tests'
   requirements).
 
@@ -52,7 +53,7 @@ from astar_ext.maps import ColumnLayout, concept_maps  # noqa: E402
 from astar_ext.tokens import Concept, PromptTokens  # noqa: E402
 
 
-def build_sgm(path: str, ssd: bool) -> tuple[torch.nn.Module, int, int]:
+def build_sgm(path: str, ssd: bool, model_channels: int | None = None) -> tuple[torch.nn.Module, int, int]:
     import sgm.modules.attention as attention
     from omegaconf import OmegaConf
 
@@ -61,6 +62,8 @@ def build_sgm(path: str, ssd: bool) -> tuple[torch.nn.Module, int, int]:
 
     cfg = OmegaConf.to_container(OmegaConf.load(path).model.params.network_config.params)
     cfg["use_checkpoint"] = False
+    if model_channels:  # a narrower UNet with the same blocks, depths and 64-channel heads
+        cfg["model_channels"] = model_channels
     torch.manual_seed(0)
     unet = UNetModel(**cfg)
     if ssd:
@@ -120,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arch", default="tiny-sdxl")
     ap.add_argument("--ssd", action="store_true")
+    ap.add_argument("--model-channels", type=int, default=None,
+                    help="sgm: override model_channels (SDXL: 320) for a narrower UNet of the same layout")
     ap.add_argument("--size", type=int, default=256, help="image side in pixels (latent = size/8)")
     ap.add_argument("--width", type=int, default=None)
     ap.add_argument("--reps", type=int, default=2)
@@ -130,13 +135,14 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = time.perf_counter()
     if args.arch.startswith("sgm:"):
-        unet, ctx_dim, adm = build_sgm(args.arch[4:], args.ssd)
+        unet, ctx_dim, adm = build_sgm(args.arch[4:], args.ssd, args.model_channels)
     elif args.arch == "tiny-sdxl":
         unet, ctx_dim, adm = build_tiny()
     else:
         raise SystemExit(f"unknown --arch {args.arch}")
     params = sum(p.numel() for p in unet.parameters())
-    print(f"arch {args.arch}{' (SSD-1B)' if args.ssd else ''}: {params / 1e6:.0f} M parameters, built in "
+    width = f", model_channels {args.model_channels}" if args.model_channels else ""
+    print(f"arch {args.arch}{' (SSD-1B)' if args.ssd else ''}{width}: {params / 1e6:.0f} M parameters, built in "
           f"{time.perf_counter() - t0:.0f} s; torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
 
     h, w = args.size // 8, (args.width or args.size) // 8
