@@ -40,11 +40,11 @@ def excludes_eot(sd_model: Any) -> bool:
 
 LAYER_DEFAULTS = {"sd": "all", "sdxl": "all"}
 """The layer choice that the setting's "automatic" means, per model family. Measured on SDXL base's layout
-(``tools/measure_layers.py``, README "SDXL layers"): every choice that includes decoder layers costs what ``all``
-costs (the early exit stops after the last captured layer, ``output_blocks.2``, in each case), and the cheaper
-encoder-only choices (``down``: 0.36x the time of ``all``, ``down+mid``: 0.48x) give latent gradients that barely
-agree with the all-layer objective (cosine -0.15 and 0.26), so ``all`` (Attend-and-Excite's rule) stays the
-default everywhere."""
+(``tools/measure_layers.py``, README "SDXL layers"; random weights, CPU): every choice that includes decoder layers
+costs about what ``all`` costs (the early exit stops after the last captured layer, ``output_blocks.2``, in each
+case), and the encoder-only choices (``down``, ``down+mid``: 0.4-0.7x the time of ``all``) give latent gradients
+that agree only partly with the all-layer objective (cosine -0.15 to 0.65), so ``all`` (Attend-and-Excite's rule)
+stays the default everywhere."""
 LAYER_DEFAULTS_TEXT = "all of them on every model"
 
 
