@@ -333,10 +333,16 @@ def append_heatmaps(processed: Any, entries: list[tuple[int, dict]]) -> None:
         image = outputs[position]
         picture = render(image, data["maps"], data["steps"], data["losses"], data["window_end"], data["title"])
         processed.images.append(picture)
+        source = ""
         infotexts = getattr(processed, "infotexts", None)
+        if infotexts is not None and position < len(infotexts):
+            source = infotexts[position]
+        text = source + (", " if source else "") + f"A-STAR heatmap: {data['title']}"
         if infotexts is not None:
-            source = infotexts[position] if position < len(infotexts) else ""
-            infotexts.append(source + (", " if source else "") + f"A-STAR heatmap: {data['title']}")
+            infotexts.append(text)
+        if _opt("enable_pnginfo", True):
+            # like the WebUI's own outputs: the API's PNG and PNG Info then carry the text too
+            picture.info["parameters"] = text
 
 
 def write_summary(extra: dict, state: GenerationState) -> None:
