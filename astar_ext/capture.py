@@ -15,6 +15,10 @@ static walk of the UNet counts the stride-2 down- and up-samplings before each l
 (the five layers of ``input_blocks.7/8`` and ``output_blocks.3/4/5``), 24x24 for SD 2.x at 768 px,
 and 32x32 for SDXL at 1024 px.
 
+Which layers of that level: all of them by default (Attend-and-Excite's rule); :func:`select_layers` picks a
+part of the UNet instead (``"up"``: the decoder's, ``"down+mid"``, ...; :data:`LAYER_CHOICES`), for the
+cost of the gradient pass on SDXL, whose image/32 level holds 60 layers (README, "SDXL layers").
+
 Hooks are owned: :meth:`install` is idempotent, :meth:`remove` removes every handle, the object is
 a context manager, and :func:`remove_all` removes the hooks of every live capture (for a UI
 reload).
@@ -37,6 +41,11 @@ DOWN_CLASSES = ("Downsample",)
 UP_CLASSES = ("Upsample",)
 
 _LIVE: weakref.WeakSet[AttentionCapture] = weakref.WeakSet()
+
+PARTS = {"input_blocks": "down", "middle_block": "mid", "output_blocks": "up"}
+LAYER_CHOICES = ("all", "down", "mid", "up", "down+mid", "mid+up", "down+up")
+"""Parts of the UNet whose layers :func:`select_layers` keeps: ``down`` = ``input_blocks`` (encoder),
+``mid`` = ``middle_block``, ``up`` = ``output_blocks`` (decoder), joined with ``+``; ``all`` = every layer."""
 
 
 class CaptureComplete(Exception):
@@ -76,6 +85,43 @@ def attention_levels(unet: nn.Module, attn_name: str = "attn2",
         elif parts[-1] == attn_name and cls in classes:
             levels[name] = level
     return levels
+
+
+def layer_part(name: str) -> str:
+    """``"down"``, ``"mid"`` or ``"up"``: the part of the UNet a layer name (relative to the UNet) is in."""
+    head = name.split(".", 1)[0]
+    if head not in PARTS:
+        raise CaptureError(f"{name!r} is not in input_blocks, middle_block or output_blocks")
+    return PARTS[head]
+
+
+def parse_layer_choice(choice: str) -> frozenset[str]:
+    """``"all"`` or parts joined with ``+`` (``"down+mid"``) -> the set of parts; raises ``ValueError``."""
+    text = choice.strip().lower().replace(" ", "")
+    if text == "all":
+        return frozenset(PARTS.values())
+    parts = frozenset(text.split("+"))
+    unknown = parts - set(PARTS.values())
+    if not text or unknown:
+        raise ValueError(f"unknown layer choice {choice!r}: use 'all' or parts among down, mid, up joined with '+'")
+    return parts
+
+
+def select_layers(unet: nn.Module, level: int = 2, choice: str = "all") -> list[str]:
+    """The cross-attention layers of ``unet`` at ``level`` in the parts ``choice`` names, in execution order.
+
+    Raises :class:`CaptureError` when that leaves no layer (e.g. ``"mid"`` on SSD-1B, whose middle block has
+    no transformer, or on SD 1.x, whose middle block is at level 3).
+    """
+    parts = parse_layer_choice(choice)
+    levels = attention_levels(unet)
+    at_level = [name for name, lv in levels.items() if lv == level]
+    chosen = [name for name in at_level if layer_part(name) in parts]
+    if not chosen:
+        have = sorted({layer_part(n) for n in at_level}, key=list(PARTS.values()).index)
+        raise CaptureError(f"this UNet has no cross-attention layer in {choice!r} at level {level} "
+                           f"(parts with layers there: {', '.join(have) or 'none'})")
+    return chosen
 
 
 @dataclasses.dataclass

@@ -44,6 +44,25 @@ def prompt_ids(wrapper, prompt: str):
     return torch.tensor([sum((c.tokens for c in chunks), [])]), chunks
 
 
+@pytest.fixture(scope="session")
+def tiny_xl():
+    """A tiny model with the SDXL block layout (``astar_ext.tiny.sdxl_config``; the stand-in's SDXL model)."""
+    from tests.standin.webui.harness import tiny_sdxl
+
+    return tiny_sdxl()
+
+
+@pytest.fixture()
+def unet_resizes_skips():
+    """The WebUI's resizing ``cat`` in ldm's UNet (``sd_hijack_unet``), for latents of any size, during one test."""
+    from tests.standin.webui.modules import sd_hijack_unet
+
+    sd_hijack_unet.install()
+    try:
+        yield
+    finally:
+        sd_hijack_unet.uninstall()
+
 
 def concept_batch(tiny, wrapper, prompt: str = "a cat and a dog", spec: str = "cat, dog"):
     """The tiny model's context ``[1, 77k, D]`` for ``prompt`` and the layout of the concepts ``spec``."""

@@ -578,7 +578,8 @@ def test_refiner_switch_reloads_model_and_conds(webui):
     assert webui.shared.sd_model is webui.sd_model and loaded[-1] is webui.sd_model
 
 
-@pytest.mark.parametrize("variant, denoiser", [("sd2", "CompVisVDenoiser"), ("sdxl", "CompVisDenoiser")])
+@pytest.mark.parametrize("variant, denoiser", [("sd2", "CompVisVDenoiser"), ("sd2-base", "CompVisDenoiser"),
+                                              ("sdxl", "CompVisDenoiser"), ("ssd", "CompVisDenoiser")])
 def test_model_variants(webui, variant, denoiser):
     model = webui.make_model(variant)
     webui.use_model(model)
@@ -586,15 +587,64 @@ def test_model_variants(webui, variant, denoiser):
     Probe = make_script(webui, hooks=False)
     Probe.process_before_every_sampling = lambda self, p, *a, **kw: seen.update(
         inner=type(p.sampler.model_wrap_cfg.inner_model).__name__, c=kw["c"])
-    run = webui.run_txt2img(Probe, prompt="a cat", steps=1, **SMALL)
+    ys = []
+    unet = model.model.diffusion_model
+    handle = unet.register_forward_pre_hook(lambda m, a, kw: ys.append(kw.get("y")), with_kwargs=True)
+    try:
+        run = webui.run_txt2img(Probe, prompt="a cat", steps=1, width=256, height=192)
+    finally:
+        handle.remove()
     assert seen["inner"] == denoiser and len(run.processed.images) == 1
     cond = seen["c"].batch[0][0].schedules[0].cond
-    if variant == "sdxl":
-        assert model.is_sdxl and set(cond) == {"crossattn", "vector"}
+    if variant in ("sdxl", "ssd"):
+        assert model.is_sdxl and model.is_ssd == (variant == "ssd") and set(cond) == {"crossattn", "vector"}
         assert not hasattr(model.conditioner, "tokenize_line")
-        assert model.conditioner.embedders[1].tokenize_line("a cat")[0][0].tokens[:4] == [49406, 320, 2368, 49407]
+        clip_l, clip_g = model.conditioner.embedders
+        assert clip_g.tokenize_line("a cat")[0][0].tokens[:4] == [49406, 320, 2368, 49407]
+        assert clip_l.id_pad == clip_l.id_end and clip_g.id_pad == 0
+        assert cond["crossattn"].shape == (77, 48) and cond["vector"].shape == (80,)
+        # the vector carries the image size (height, width) and reaches the UNet as y
+        other = model.get_learned_conditioning(webui.prompt_parser.SdConditioning(["a cat"], width=512, height=512))
+        assert torch.equal(other["crossattn"][0], cond["crossattn"])
+        assert not torch.equal(other["vector"][0], cond["vector"])
+        assert ys and all(y is not None and y.shape[1] == 80 for y in ys)
+        names = [n for n, _ in unet.named_modules() if n.endswith("attn2")]
+        assert ("middle_block.1.transformer_blocks.0.attn2" in names) == (variant == "sdxl")
     else:
-        assert model.is_sd2 and model.parameterization == "v" and cond.shape == (77, 32)
+        assert model.is_sd2 and cond.shape == (77, 32) and ys == [None] * len(ys)
+        assert model.parameterization == ("v" if variant == "sd2" else "eps")
+
+
+@pytest.mark.parametrize("width, height", [(256, 256), (264, 200), (72, 520)])
+def test_sizes_that_are_not_multiples_of_64(webui, width, height):
+    """The stand-in, like the WebUI (``sd_hijack_unet``), resizes the decoder's features to the skip connection's
+    size, so the UNet runs on any latent size; without it ldm's UNet fails on these."""
+    from ldm.modules.diffusionmodules import openaimodel
+
+    run = webui.run_txt2img(None, prompt="a cat", steps=1, width=width, height=height)
+    assert run.processed.images[0].size == (width, height)
+    if width % 64 or height % 64:
+        hijack = openaimodel.th
+        openaimodel.th = torch
+        try:
+            with pytest.raises(RuntimeError):
+                webui.run_txt2img(None, prompt="a cat", steps=1, width=width, height=height)
+        finally:
+            openaimodel.th = hijack
+
+
+def test_the_unet_hijack_is_installed_and_removed_with_the_standin(tiny):
+    from ldm.modules.diffusionmodules import openaimodel
+
+    from tests.standin.webui.harness import WebUI
+
+    before = openaimodel.th
+    handle = WebUI(tiny).install()
+    try:
+        assert openaimodel.th is handle.sd_hijack_unet.th and openaimodel.th.cat is not torch.cat
+    finally:
+        handle.uninstall()
+    assert openaimodel.th is before is torch
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -234,9 +235,89 @@ def test_sd2_v_prediction():
     assert int(keys["A-STAR passes"]) == 3
 
 
-def test_sdxl_declines_with_a_message():
-    keys = infotext(txt2img([on()], model=checkpoint("SDXL"), width=256, height=256))
-    assert "SDXL" in keys["A-STAR skipped"]
+@pytest.mark.parametrize("prompt", [
+    "a (cat:1.3) and a [dog]",
+    "a cat BREAK a dog",
+    "a cat, " + ", ".join(["tall green grass field"] * 20) + ", a dog",
+])
+def test_sd2_token_mapping_with_the_openclip_tokenizer(prompt):
+    keys = infotext(txt2img([on()], model=checkpoint("SD2"), prompt=prompt))
+    assert "A-STAR skipped" not in keys and "A-STAR warnings" not in keys, keys
+    assert int(keys["A-STAR passes"]) == 3
+
+
+def test_sd2_any_size():
+    model = checkpoint("SD2")
+    for width, height in ((320, 192), (264, 200)):
+        res = txt2img([on()], model=model, width=width, height=height)
+        keys = infotext(res)
+        assert res["info"]["width"] == width and res["info"]["height"] == height
+        assert int(keys["A-STAR passes"]) == 3 and "A-STAR error" not in keys, (width, height, keys)
+
+
+def test_sdxl_runs_with_no_extra_setting():
+    keys = infotext(txt2img([on()], model=checkpoint("SDXL")))
+    assert int(keys["A-STAR passes"]) == 3, keys
+    before, after = (float(v) for v in keys["A-STAR overlap"].split("->"))
+    assert 0 <= after <= 0.5 and 0 <= before <= 0.5
+    assert not {"A-STAR skipped", "A-STAR warnings", "A-STAR error", "A-STAR notes", "A-STAR layers"} & set(keys)
+
+
+@pytest.mark.parametrize("width, height", [(320, 192), (264, 200), (136, 72), (640, 384)])
+def test_sdxl_any_size(width, height):
+    res = txt2img([on()], model=checkpoint("SDXL"), width=width, height=height)
+    keys = infotext(res)
+    assert res["info"]["width"] == width and res["info"]["height"] == height
+    assert int(keys["A-STAR passes"]) == 3 and "A-STAR error" not in keys and "A-STAR skipped" not in keys, keys
+
+
+@pytest.mark.parametrize("prompt, concepts", [
+    ("a (cat:1.3) and a [dog]", "cat, dog"),
+    ("a cat BREAK a dog", "cat, dog"),
+    ("a cat, " + ", ".join(["tall green grass field"] * 20) + ", a dog", "cat, dog"),
+    ("a caf\u00e9 cat &amp; a na\u00efve dog, \U0001f431 \uff21 don't", "cat, dog"),
+    ("a cat\u00a0and a dog's ball in \u65e5\u672c", "cat, dog"),
+])
+def test_sdxl_both_text_encoders_split_the_prompt_alike(prompt, concepts):
+    """A-STAR compares CLIP-L's and OpenCLIP-bigG's ``tokenize_line`` chunks for every prompt and skips with "split
+    this prompt differently" when they differ; here the WebUI's own encoders of an SDXL checkpoint must agree."""
+    keys = infotext(txt2img([on(concepts)], model=checkpoint("SDXL"), prompt=prompt))
+    assert "A-STAR skipped" not in keys and "A-STAR warnings" not in keys, keys
+    assert int(keys["A-STAR passes"]) == 3
+
+
+def test_sdxl_layer_setting():
+    model = checkpoint("SDXL")
+    try:
+        keys = infotext(txt2img([on()], model=model, override_settings={"astar_layers": "up"}))
+        assert re.fullmatch(r"up, \d+ of the \d+ image/32 layers", keys["A-STAR layers"]), keys
+        assert int(keys["A-STAR passes"]) == 3
+        keys = infotext(txt2img([on()], model=model, override_settings={"astar_layers": "down+mid"}))
+        assert keys["A-STAR layers"].startswith("down+mid, ") and int(keys["A-STAR passes"]) == 3
+    finally:
+        call("/sdapi/v1/options", {"astar_layers": "automatic"})  # an override of an unsaved setting sticks
+    assert "A-STAR layers" not in infotext(txt2img([on()], model=model))
+
+
+def test_sdxl_refiner_switch_inside_the_window():
+    refiner = checkpoint("SD1")
+    keys = infotext(txt2img([on()], model=checkpoint("SDXL"), steps=10, refiner_checkpoint=refiner,
+                            refiner_switch_at=0.3))
+    note = re.search(r"first pass: the refiner '([^']+)' took over at step (\d+) of 10, inside A-STAR's window of 5 "
+                     r"steps: A-STAR corrected the base model's steps only", keys.get("A-STAR notes", ""))
+    assert note and refiner.split(".")[0] in note.group(1), keys
+    assert int(keys["A-STAR passes"]) == int(note.group(2)) < 5
+
+
+def test_sdxl_heatmaps_and_the_tokens_route():
+    model = checkpoint("SDXL")
+    res = txt2img([on(heatmaps=True)], model=model, width=320, height=192)
+    assert len(res["images"]) == 2  # the image and its heatmap
+    text = res["info"]["infotexts"][1]  # (the heatmap PNG itself carries no parameters chunk)
+    assert "A-STAR heatmap: " in text and "A-STAR passes: 3" in text, text
+    body = call("/astar/v1/tokens", {"prompt": "a (cat:1.2) and a dog", "concepts": "cat, dog"})
+    assert body["model"].startswith(model) and body["refusal"] is None
+    assert [c["columns"] for c in body["parts"][0]["concepts"]] == [[2], [5]]
 
 
 def test_switching_checkpoints_between_generations():

@@ -207,7 +207,7 @@ def test_sd2_v_prediction_and_sdxl(webui):
     assert keys["A-STAR passes"] == "3"
     webui.make_model("sdxl", use=True)
     keys = astar_keys(run(webui, on()).processed)
-    assert "SDXL" in keys["A-STAR skipped"]
+    assert keys["A-STAR passes"] == "3" and "A-STAR skipped" not in keys  # more in test_webui_sdxl.py
     webui.make_model("sd1", name="again.safetensors", use=True)
     assert astar_keys(run(webui, on()).processed)["A-STAR passes"] == "3"
 
@@ -412,6 +412,7 @@ def test_heatmaps_follow_the_outputs_with_their_own_infotexts(webui):
         assert pic.width > outputs[i].width  # three tiles and a colour scale
         text = processed.infotexts[first + 2 + i]
         assert text.startswith(processed.infotexts[first + i]) and "A-STAR heatmap" in text
+        assert pic.info["parameters"] == text  # what the API's PNG and PNG Info show
     no_maps, _ = run(webui, on(), batch_size=2, seed=5)
     assert len(no_maps.images) == len(processed.images) - 2
     assert [im.tobytes() for im in no_maps.images[first:first + 2]] == [im.tobytes() for im in outputs]

@@ -5,7 +5,13 @@ The checks follow ``webui-host.md`` §8 and §10: Forge runs sampling under infe
 own UNet; SD.Next runs diffusers pipelines; SD3 has no ``attn2``; a replaced UNet (TensorRT)
 bypasses the attention modules and autograd; ``--lowvram`` moves each block off the GPU before
 the backward pass needs it; InstructPix2Pix and unCLIP models batch their conditioning
-differently. SDXL is declined until its support lands.
+differently.
+
+SDXL (and SSD-1B, and the SDXL refiner loaded as the main model) encode the prompt with the text encoders of
+``sd_model.conditioner.embedders`` (CLIP-L and OpenCLIP-bigG for the base); the WebUI's ``cond_stage_model`` is
+then the ``GeneralConditioner``, which has no ``tokenize_line``. The context is the channel-wise concatenation
+of the encoders' outputs, so a token column is the same column in both; :func:`tokenizer` checks, prompt by
+prompt, that every encoder splits the text into the same tokens (``webui-host.md`` §5.2).
 """
 
 from __future__ import annotations
@@ -18,6 +24,44 @@ from .concepts import Tokenizer
 
 def is_sd2(sd_model: Any) -> bool:
     return bool(getattr(sd_model, "is_sd2", False))
+
+
+def is_sdxl(sd_model: Any) -> bool:
+    """SDXL base or refiner, SSD-1B (the WebUI sets ``is_sdxl`` for all of them)."""
+    return bool(getattr(sd_model, "is_sdxl", False) or getattr(sd_model, "is_ssd", False))
+
+
+def excludes_eot(sd_model: Any) -> bool:
+    """The automatic EOT rule of the re-normalisation: exclude EOT and padding for the models whose text encoder
+    pads with id 0 after EOT (OpenCLIP: SD 2.x, and SDXL's bigG), keep them for SD 1.x (padding = EOT copies).
+    A&E's SD 2.1 rule and SD 1.4 rule; SDXL follows the OpenCLIP one."""
+    return is_sd2(sd_model) or is_sdxl(sd_model)
+
+
+LAYER_DEFAULTS = {"sd": "all", "sdxl": "all"}
+"""The layer choice that the setting's "automatic" means, per model family. Measured on SDXL base's layout
+(``tools/measure_layers.py``, README "SDXL layers"; random weights, CPU): every choice that includes decoder layers
+costs about what ``all`` costs (the early exit stops after the last captured layer, ``output_blocks.2``, in each
+case), and the encoder-only choices (``down``, ``down+mid``: 0.4-0.7x the time of ``all``) give latent gradients
+that agree only partly with the all-layer objective (cosine -0.15 to 0.65), so ``all`` (Attend-and-Excite's rule)
+stays the default everywhere."""
+LAYER_DEFAULTS_TEXT = "all of them on every model"
+
+
+def layer_choice(sd_model: Any, setting: str) -> str:
+    """The :func:`~astar_ext.capture.select_layers` choice for the setting (``"automatic"``: per model family)."""
+    if setting and setting != "automatic":
+        return setting
+    return LAYER_DEFAULTS["sdxl" if is_sdxl(sd_model) else "sd"]
+
+
+def text_encoders(sd_model: Any) -> list[Any]:
+    """The text encoder wrappers that tokenize the prompt (those with ``tokenize_line``), in context order."""
+    conditioner = getattr(sd_model, "conditioner", None)
+    if conditioner is not None and hasattr(conditioner, "embedders"):
+        return [e for e in conditioner.embedders if hasattr(e, "tokenize_line") and hasattr(e, "tokenize")]
+    cond = getattr(sd_model, "cond_stage_model", None)
+    return [cond] if hasattr(cond, "tokenize_line") and hasattr(cond, "tokenize") else []
 
 
 def host_refusal(shared: Any) -> str | None:
@@ -49,8 +93,6 @@ def model_refusal(sd_model: Any) -> str | None:
         return "A-STAR does not run on Forge models"
     if getattr(sd_model, "is_sd3", False):
         return "A-STAR does not support SD3: its MMDiT has no cross-attention layers"
-    if getattr(sd_model, "is_sdxl", False) or getattr(sd_model, "is_ssd", False):
-        return "A-STAR does not support SDXL yet"
     if getattr(sd_model, "cond_stage_key", None) == "edit":
         return "A-STAR does not support InstructPix2Pix models"
     inner = getattr(sd_model, "model", None)
@@ -58,8 +100,7 @@ def model_refusal(sd_model: Any) -> str | None:
         return "A-STAR does not support unCLIP models"
     if getattr(inner, "diffusion_model", None) is None:
         return "the loaded model has no UNet that A-STAR knows (model.diffusion_model)"
-    cond = getattr(sd_model, "cond_stage_model", None)
-    if not hasattr(cond, "tokenize_line") or not hasattr(cond, "tokenize"):
+    if not text_encoders(sd_model):
         return "the loaded model's text encoder has no tokenize_line, so the concepts cannot be located"
     return None
 
@@ -83,9 +124,43 @@ def _decoder(cond: Any) -> Any:
 
 
 def tokenizer(sd_model: Any) -> Tokenizer:
-    """The text encoder wrapper's own tokenization (SD 1.x and SD 2.x)."""
-    cond = sd_model.cond_stage_model
-    return Tokenizer(cond.tokenize_line, cond.tokenize, int(cond.id_end), _decoder(cond))
+    """The text encoder wrapper's own tokenization.
+
+    SD 1.x/2.x: ``cond_stage_model``. SDXL: the first text encoder of the conditioner, after checking that
+    every other one splits each prompt into the same chunks of the same token ids (see :func:`same_tokens`);
+    a prompt they split differently raises ``ValueError`` (A-STAR then skips the pass and says why).
+    """
+    encoders = text_encoders(sd_model)
+    first = encoders[0]
+    line = first.tokenize_line
+    if len(encoders) > 1:
+        def line(text: str, _encoders=tuple(encoders)) -> tuple[list[Any], int]:
+            result = _encoders[0].tokenize_line(text)
+            for other in _encoders[1:]:
+                problem = same_tokens(result[0], other.tokenize_line(text)[0])
+                if problem:
+                    raise ValueError(f"the text encoders {type(_encoders[0]).__name__} and {type(other).__name__} "
+                                     f"split this prompt differently ({problem}), so a token column would name "
+                                     "different words in the two halves of the context")
+            return result
+    return Tokenizer(line, first.tokenize, int(first.id_end), _decoder(first))
+
+
+def same_tokens(chunks: list[Any], others: list[Any]) -> str | None:
+    """None when two ``tokenize_line`` results have the same chunks, token ids and embedding positions;
+    otherwise what differs first."""
+    if len(chunks) != len(others):
+        return f"{len(chunks)} and {len(others)} chunks of 77 tokens"
+    for c, (a, b) in enumerate(zip(chunks, others)):
+        ids_a, ids_b = list(getattr(a, "tokens", a)), list(getattr(b, "tokens", b))
+        if ids_a != ids_b:
+            j = next((j for j, (u, v) in enumerate(zip(ids_a, ids_b)) if u != v), min(len(ids_a), len(ids_b)))
+            return f"token {77 * c + j}: ids {ids_a[j:j + 3]} and {ids_b[j:j + 3]}"
+        fixes_a = [(int(f[0]), getattr(f[1], "vectors", None)) for f in getattr(a, "fixes", ()) or ()]
+        fixes_b = [(int(f[0]), getattr(f[1], "vectors", None)) for f in getattr(b, "fixes", ()) or ()]
+        if fixes_a != fixes_b:
+            return f"embeddings of chunk {c} at {fixes_a} and {fixes_b}"
+    return None
 
 
 def hypernetwork_transform(shared: Any) -> Any:

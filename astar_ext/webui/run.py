@@ -13,6 +13,12 @@ each image with its own columns) and writes the corrected latent into ``x`` in p
 then denoises from it and the sampler steps from it. At the first step after the window it
 measures the overlap once more (no gradient) for the summary.
 
+The refiner: the WebUI swaps the model inside the denoiser call that reaches the switch point, after this
+pre-hook has run. The next call (or the end of sampling, when the switch came at the last call) sees another
+model (or, when the WebUI loaded the refiner's weights into the same model object, another checkpoint) and the
+run stops there for good with a note that names the refiner and the step: A-STAR corrects the base model's steps
+only. (Before each pass the WebUI reloads the pass's own model, so a pass always starts on it.)
+
 An exception in the pre-hook never reaches the sampler: the run stops correcting, records the
 error, and the image is still produced. ``InterruptedException`` (a ``BaseException``) is not
 caught.
@@ -62,13 +68,13 @@ class PassRun:
         reconstruct: ``prompt_parser.reconstruct_multicond_batch``.
         current_model: returns the loaded model (a change means the refiner took over).
         should_stop: True when the user pressed Interrupt or Skip.
-        options: engine options; ``level`` the capture level; ``context_transform`` the
-            hypernetwork hook; ``label`` names the pass in messages.
+        options: engine options; ``level`` the capture level; ``layers`` the captured layers (None: all
+            at ``level``); ``context_transform`` the hypernetwork hook; ``label`` names the pass in messages.
     """
 
     def __init__(self, *, params: Any, plan: CallPlan, concepts: PassConcepts, unet: torch.nn.Module,
                  reconstruct: Callable, current_model: Callable[[], Any], should_stop: Callable[[], bool],
-                 options: EngineOptions = EngineOptions(), level: int = 2,
+                 options: EngineOptions = EngineOptions(), level: int = 2, layers: list[str] | None = None,
                  context_transform: Callable | None = None, label: str = "first pass",
                  report: Callable[[str], None] = print):
         self.params = params
@@ -80,10 +86,13 @@ class PassRun:
         self.should_stop = should_stop
         self.options = options
         self.level = level
+        self.layers = layers
         self.context_transform = context_transform
         self.label = label
         self.report = report
         self.model = current_model()
+        self.checkpoint = checkpoint_of(self.model)
+        self._last_step: int | None = None
         self.collect_maps = bool(getattr(params, "heatmaps", False))
         if self.collect_maps:
             self.options = dataclasses.replace(self.options, keep_maps=True)
@@ -144,7 +153,8 @@ class PassRun:
         p = self.params
         self.schedule = Schedule(self.plan.steps(self.sigmas), p.window, p.scale, p.iterations)
         try:
-            capture = AttentionCapture(self.unet, level=self.level, context_transform=self.context_transform)
+            capture = AttentionCapture(self.unet, level=self.level, layers=self.layers,
+                                       context_transform=self.context_transform)
             self.controller = AStarController(capture, self.schedule, p, sigma_space=self.plan.sigma_space,
                                               options=self.options, should_stop=self.should_stop)
             self.controller.labels = tuple(self.concepts.labels)
@@ -155,6 +165,8 @@ class PassRun:
             self._fail(f"could not attach: {e}")
 
     def _end(self) -> None:
+        if self._hook is not None and not self.stopped and self.model_changed():
+            self._stop(self._refiner_note(None))  # the refiner took over at the last denoiser call
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
@@ -183,10 +195,20 @@ class PassRun:
             self._fail(f"stopped after an error: {type(e).__name__}: {e}")
         return None
 
+    def model_changed(self) -> bool:
+        """Has the loaded model changed since the run was made (the refiner took over)?"""
+        model = self.current_model()
+        return model is not self.model or checkpoint_of(model) != self.checkpoint
+
     def _on_call(self, denoiser: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         call = int(getattr(denoiser, "step", 0))
         schedule = self.schedule
         step = self.plan.step_of(call, schedule.steps)
+        if self.model_changed():
+            self._stop(self._refiner_note(step))
+            return
+        if step is not None:
+            self._last_step = step
         if step is None:
             return
         if step >= schedule.optimised_steps:
@@ -201,9 +223,6 @@ class PassRun:
             self._stop(f"{self.label}: the denoiser calls did not follow the {self.plan.name} pattern at step {step} "
                        f"(another extension may call the denoiser); A-STAR stopped there")
             return
-        if self.current_model() is not self.model:
-            self._stop(f"{self.label}: the model changed at step {step} (refiner); A-STAR ran on the first model only")
-            return
         if self.should_stop():
             return
         at = self.concepts.layout_at(call)
@@ -217,6 +236,18 @@ class PassRun:
         self.step_images[step] = at.images
         if record is not None and record.maps is not None:
             self.maps_log.append((step, at.images, record.maps))
+
+    def _refiner_note(self, step: int | None) -> str:
+        """The note of a model change: which model took over, at which step, and what A-STAR did."""
+        name = checkpoint_name(self.current_model())
+        # the WebUI switched inside the previous denoiser call, which belonged to the last step seen
+        at = self._last_step if self._last_step is not None else (step or 0)
+        window = self.schedule.optimised_steps if self.schedule is not None else 0
+        if at < window:
+            return (f"{self.label}: the refiner {name} took over at step {at + 1} of {self.schedule.steps}, inside "
+                    f"A-STAR's window of {window} steps: A-STAR corrected the base model's steps only")
+        return (f"{self.label}: the refiner {name} took over at step {at + 1} of {self.schedule.steps}, after "
+                f"A-STAR's window of {window} steps: A-STAR ran on the base model only")
 
     def _cond_pass(self, denoiser: torch.nn.Module, kwargs: dict, call: int, rows: list[int]) -> Callable:
         """``denoise_fn(x, sigma)`` for the controller: the cond rows that hold a concept, through the
@@ -326,6 +357,16 @@ class PassRun:
         return out
 
 
+def checkpoint_of(model: Any) -> Any:
+    """What identifies the weights of a loaded model (its checkpoint file; the WebUI may load another checkpoint's
+    weights into the same model object)."""
+    return getattr(model, "sd_model_checkpoint", None)
+
+
+def checkpoint_name(model: Any) -> str:
+    info = getattr(model, "sd_checkpoint_info", None)
+    name = getattr(info, "name_for_extra", None) or getattr(info, "title", None) or checkpoint_of(model)
+    return repr(str(name)) if name else "(unknown checkpoint)"
 def _mean_col(rows: list[list[float]], valid: list[list[bool]], col: int) -> float | None:
     vals = [row[col] for row, ok in zip(rows, valid) if col < len(row) and ok[col]]
     return sum(vals) / len(vals) if vals else None

@@ -24,7 +24,7 @@ import gradio as gr
 from modules import prompt_parser, script_callbacks, scripts, sd_samplers, shared
 
 from .. import params as P
-from ..capture import remove_all
+from ..capture import LAYER_CHOICES, CaptureError, remove_all, select_layers
 from ..controller import EngineOptions
 from ..tokens import parse_concepts
 from . import host
@@ -41,10 +41,11 @@ except ImportError:  # pragma: no cover - older WebUI
 TITLE = "A-STAR"
 SETTINGS_SECTION = ("astar", "A-STAR")
 SUMMARY_KEYS = ("A-STAR skipped", "A-STAR warnings", "A-STAR overlap", "A-STAR pairs", "A-STAR retention IoU",
-                "A-STAR passes", "A-STAR time", "A-STAR hires overlap", "A-STAR notes")
+                "A-STAR passes", "A-STAR time", "A-STAR hires overlap", "A-STAR notes", "A-STAR layers")
 ERROR_KEY = "A-STAR error"
 MASK_METHODS = ("threshold", "otsu")
 EOT_RULES = ("automatic", "keep", "exclude")
+LAYER_SETTINGS = ("automatic",) + LAYER_CHOICES
 
 
 @dataclasses.dataclass
@@ -57,6 +58,7 @@ class GenerationState:
     warnings: list[str] = dataclasses.field(default_factory=list)
     runs: list[PassRun] = dataclasses.field(default_factory=list)
     sampling_seen: bool = False
+    layers: str | None = None  # which layers, when not all image/32 layers
     # (index of the image among the generation's outputs, heatmap data) for postprocess
     heatmaps: list[tuple[int, dict]] = dataclasses.field(default_factory=list)
 
@@ -88,7 +90,7 @@ def settings_defaults() -> Any:
 
 def engine_options(sd_model: Any) -> EngineOptions:
     rule = _opt("astar_eot_rule", "automatic")
-    normalize_eot = host.is_sd2(sd_model) if rule == "automatic" else rule == "exclude"
+    normalize_eot = host.excludes_eot(sd_model) if rule == "automatic" else rule == "exclude"
     method = _opt("astar_mask_method", "threshold")
     return EngineOptions(normalize_eot=normalize_eot, mask_method=method if method in MASK_METHODS else "threshold",
                          early_exit=bool(_opt("astar_early_exit", True)))
@@ -216,6 +218,7 @@ class AStarScript(scripts.Script):
             run.detach()
         state.runs = []
         state.warnings = []
+        state.layers = None
         for key in SUMMARY_KEYS:
             p.extra_generation_params.pop(key, None)
 
@@ -240,6 +243,14 @@ class AStarScript(scripts.Script):
         if reason:
             state.skip(reason)
             return
+        unet = sd_model.model.diffusion_model
+        choice = host.layer_choice(sd_model, _opt("astar_layers", "automatic"))
+        try:
+            layers = select_layers(unet, 2, choice)
+            all_layers = select_layers(unet, 2, "all")
+        except (CaptureError, ValueError) as e:
+            state.skip(f"{label}: {e}")
+            return
         try:
             concepts = self._concepts(p, state, sd_model, is_hr)
         except Exception as e:  # noqa: BLE001 - a tokenizer failure must not stop the generation
@@ -251,12 +262,14 @@ class AStarScript(scripts.Script):
             state.skip("none of the concepts is in the prompt")
             return
         run = PassRun(
-            params=state.params, plan=plan, concepts=concepts, unet=sd_model.model.diffusion_model,
+            params=state.params, plan=plan, concepts=concepts, unet=unet,
             reconstruct=prompt_parser.reconstruct_multicond_batch, current_model=lambda: shared.sd_model,
             should_stop=lambda: bool(shared.state.interrupted or shared.state.skipped),
-            options=engine_options(sd_model), level=2, context_transform=host.hypernetwork_transform(shared),
-            label=label,
+            options=engine_options(sd_model), level=2, layers=layers,
+            context_transform=host.hypernetwork_transform(shared), label=label,
         )
+        if len(layers) < len(all_layers):
+            state.layers = f"{choice}, {len(layers)} of the {len(all_layers)} image/32 layers"
         run.attach(sampler)
         state.runs.append(run)
 
@@ -320,10 +333,16 @@ def append_heatmaps(processed: Any, entries: list[tuple[int, dict]]) -> None:
         image = outputs[position]
         picture = render(image, data["maps"], data["steps"], data["losses"], data["window_end"], data["title"])
         processed.images.append(picture)
+        source = ""
         infotexts = getattr(processed, "infotexts", None)
+        if infotexts is not None and position < len(infotexts):
+            source = infotexts[position]
+        text = source + (", " if source else "") + f"A-STAR heatmap: {data['title']}"
         if infotexts is not None:
-            source = infotexts[position] if position < len(infotexts) else ""
-            infotexts.append(source + (", " if source else "") + f"A-STAR heatmap: {data['title']}")
+            infotexts.append(text)
+        if _opt("enable_pnginfo", True):
+            # like the WebUI's own outputs: the API's PNG and PNG Info then carry the text too
+            picture.info["parameters"] = text
 
 
 def write_summary(extra: dict, state: GenerationState) -> None:
@@ -347,6 +366,8 @@ def write_summary(extra: dict, state: GenerationState) -> None:
         if before is not None:
             key = "A-STAR hires overlap" if run.label == "hires pass" else "A-STAR overlap"
             extra[key] = f"{before:.3f} -> {after:.3f}" if after is not None else f"{before:.3f}"
+    if state.layers:
+        extra["A-STAR layers"] = state.layers
     first = next((run for run in state.runs if run.label != "hires pass"), None)
     if first is not None:
         pairs = [f"{label} {_num(b)} -> {_num(a)}" for label, b, a in first.pair_overlaps() if b is not None]
@@ -376,8 +397,13 @@ def on_ui_settings() -> None:
         "threshold", "Retention mask: threshold the min-max normalised map, or Otsu's threshold", gr.Radio,
         {"choices": list(MASK_METHODS)}, section=section))
     shared.opts.add_option("astar_eot_rule", shared.OptionInfo(
-        "automatic", "EOT and padding in the x100 re-normalisation (automatic: kept on SD 1.x, excluded on SD 2.x)",
+        "automatic", "EOT and padding in the x100 re-normalisation (automatic: kept on SD 1.x, excluded on SD 2.x "
+                     "and SDXL)",
         gr.Radio, {"choices": list(EOT_RULES)}, section=section))
+    shared.opts.add_option("astar_layers", shared.OptionInfo(
+        "automatic", "Cross-attention layers at image/32 whose maps A-STAR uses (automatic: " + host.LAYER_DEFAULTS_TEXT
+        + "; down = encoder, mid = middle block, up = decoder)", gr.Radio, {"choices": list(LAYER_SETTINGS)},
+        section=section))
     shared.opts.add_option("astar_early_exit", shared.OptionInfo(
         True, "Stop the loss pass after the last attention layer it needs", section=section))
 

@@ -11,7 +11,8 @@ Usage (the fixture is registered in ``tests/conftest.py``)::
 What the fixture does: puts ``tests/standin/webui`` first on ``sys.path``, removes ``modules``/``modules.*`` (and
 ``astar_ext.webui*``) from ``sys.modules``, imports the stand-ins, builds ``shared.sd_model`` around the session
 ``TinyLDM`` (``StandinLatentDiffusion``, registered as checkpoint ``tiny-sd1.safetensors``); afterwards it restores
-``sys.path`` (its own entries), ``sys.modules`` and ``k_diffusion.sampling.torch`` (the WebUI's ``TorchHijack``).
+``sys.path`` (its own entries), ``sys.modules``, ``k_diffusion.sampling.torch`` (the WebUI's ``TorchHijack``) and
+ldm's ``openaimodel.th`` (the WebUI's resizing ``cat``, ``modules/sd_hijack_unet.py``).
 
 ``webui.start(*scripts)`` reproduces start-up: ``load_scripts`` (the stand-in ``xyz_grid.py`` plus script files
 given as paths), the classes given directly are added to ``scripts_data``, then ``model_loaded``, ``before_ui`` and
@@ -42,7 +43,8 @@ XYZ_PATH = os.path.join(STANDIN_ROOT, "scripts", "xyz_grid.py")
 
 MODULE_NAMES = (
     "paths", "errors", "devices", "options", "shared_state", "shared", "script_callbacks", "ui_components",
-    "api.models", "api.api", "scripts", "prompt_parser", "extra_networks", "rng", "sd_unet", "lowvram", "sd_vae",
+    "api.models", "api.api", "scripts", "prompt_parser", "extra_networks", "rng", "sd_unet", "sd_hijack_unet",
+    "lowvram", "sd_vae",
     "images", "sd_models", "sd_schedulers", "sd_samplers_common", "sd_samplers_cfg_denoiser", "sd_samplers_extra",
     "sd_samplers_kdiffusion", "sd_samplers_timesteps_impl", "sd_samplers_timesteps", "sd_samplers_lcm",
     "sd_samplers", "processing", "infotext_utils",
@@ -65,6 +67,20 @@ UI_TXT2IMG_DEFAULTS = dict(denoising_strength=0.7, hr_scale=2.0, hr_upscaler="La
 """Where the txt2img UI's controls default to other values than the processing dataclass (the API's defaults)."""
 
 _tiny_by_seed: dict = {}
+_tiny_sdxl: dict = {}
+
+
+def tiny_sdxl(seed=0, ssd=False):
+    """The session's tiny model with the SDXL block layout (``astar_ext.tiny.sdxl_config``), one per seed; ``ssd``:
+    another one, with the blocks of SSD-1B deleted (``astar_ext.tiny.ssd_layout``)."""
+    from astar_ext.tiny import TinyLDM, sdxl_config, ssd_layout
+
+    if (seed, ssd) not in _tiny_sdxl:
+        model = TinyLDM(sdxl_config(seed=seed))
+        if ssd:
+            ssd_layout(model.diffusion_model)
+        _tiny_sdxl[seed, ssd] = model
+    return _tiny_sdxl[seed, ssd]
 
 
 @dataclasses.dataclass
@@ -133,6 +149,7 @@ class WebUI:
 
         for name in MODULE_NAMES:
             setattr(self, name.replace("api.", "api_"), importlib.import_module(f"modules.{name}"))
+        self.sd_hijack_unet.install()
 
         self.sd_model = self.make_model("sd1")
         self.shared.sd_model = self.sd_model
@@ -145,6 +162,7 @@ class WebUI:
         import k_diffusion.sampling
 
         k_diffusion.sampling.torch = self._kd_torch
+        self.sd_hijack_unet.uninstall()
         for name in list(sys.modules):
             if self._purged(name):
                 del sys.modules[name]
@@ -159,13 +177,17 @@ class WebUI:
 
     # models -----------------------------------------------------------------------------------------------------
     def make_model(self, variant="sd1", *, name=None, tiny=None, embeddings=None, use=False):
-        """A registered stand-in model: ``"sd1"``, ``"sd2"`` (v-prediction) or ``"sdxl"`` (flags + conditioner).
+        """A registered stand-in model: ``"sd1"``, ``"sd2"`` (v-prediction), ``"sd2-base"`` (SD 2.x 512-base, eps),
+        ``"sdxl"`` (the tiny SDXL layout, two text encoders, ``vector``) or ``"ssd"`` (SSD-1B: SDXL minus the blocks
+        the WebUI's ``convert_sdxl_to_ssd`` deletes; a model of its own, the session's SDXL model is left whole).
 
         ``use=True`` loads it (``use_model``). Assigning ``shared.sd_model`` directly is undone by the next
         ``process_images``, which (re)loads ``opts.sd_model_checkpoint`` as the WebUI does.
         ``embeddings``: ``tests.standin.prompt.Embedding`` s known to its tokenizer (placeholder ids 0)."""
         from tests.standin.webui.model import StandinLatentDiffusion
 
+        if tiny is None and variant in ("sdxl", "ssd"):
+            tiny = tiny_sdxl(0, ssd=variant == "ssd")
         model = StandinLatentDiffusion(tiny or self.tiny, variant=variant, embeddings=embeddings)
         model.lowvram = self.shared.cmd_opts.lowvram or self.shared.cmd_opts.medvram
         info = self.sd_models.CheckpointInfo(name or f"tiny-{variant}.safetensors")
@@ -179,11 +201,13 @@ class WebUI:
         self.shared.opts.data["sd_model_checkpoint"] = model.sd_checkpoint_info.title
         return self.sd_models.reload_model_weights(info=model.sd_checkpoint_info)
 
-    def add_refiner(self, seed=1):
+    def add_refiner(self, seed=1, variant="sd1"):
         """A second model (a ``TinyLDM`` with other weights) registered as ``tiny-refiner.safetensors``; pass its
-        ``sd_checkpoint_info.title`` as ``refiner_checkpoint``."""
+        ``sd_checkpoint_info.title`` as ``refiner_checkpoint``. ``variant="sdxl"``: a tiny SDXL-layout model."""
         from astar_ext.tiny import TinyConfig, TinyLDM
 
+        if variant == "sdxl":
+            return self.make_model("sdxl", name="tiny-refiner.safetensors", tiny=tiny_sdxl(seed))
         if seed not in _tiny_by_seed:
             _tiny_by_seed[seed] = TinyLDM(TinyConfig(seed=seed))
         return self.make_model("sd1", name="tiny-refiner.safetensors", tiny=_tiny_by_seed[seed])

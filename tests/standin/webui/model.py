@@ -9,11 +9,15 @@ UNet as ``.model.diffusion_model`` (module names ``model.diffusion_model.input_b
 "VAE" (``decode_first_stage``/``encode_first_stage``/``get_first_stage_encoding``), ``ema_scope()``, the model-type
 flags ``is_sd1``/``is_sd2``/``is_sdxl``/``is_sd3``/``is_ssd``/``is_sdxl_inpaint`` and ``lowvram``.
 
-Variants (same tiny UNet and text encoder, different flags): ``"sd1"``; ``"sd2"`` (``is_sd2``, ``parameterization
-"v"``, the text wrapper pads with id 0 after the first end token like OpenCLIP); ``"sdxl"`` (``is_sdxl``, a
-``conditioner`` with two text wrappers in ``.embedders`` whose outputs are concatenated channel-wise — each gives
-half of the 32 channels — and ``get_learned_conditioning`` returning ``{"crossattn", "vector"}``; ``apply_model``
-takes the sgm-style dict; the tiny UNet ignores ``vector``).
+Variants: ``"sd1"``; ``"sd2"`` (``is_sd2``, ``parameterization "v"`` like the 768-v models, the text wrapper pads
+with id 0 after the first end token like OpenCLIP); ``"sd2-base"`` (the same, ``parameterization "eps"`` like the
+512-base models); ``"sdxl"`` around a tiny model with the SDXL block layout (``astar_ext.tiny.sdxl_config``):
+``is_sdxl``, a ``conditioner`` (sgm's ``GeneralConditioner`` as the WebUI patches it: no ``tokenize_line``) whose two
+text wrappers in ``.embedders`` (CLIP-L-like, padding with the end id; bigG-like, padding with 0 and giving the pooled
+output) are concatenated channel-wise into ``crossattn``, and ``vector`` = pooled output + embeddings of the image
+size (from the ``SdConditioning``'s ``width``/``height``, 1024 when absent, as the WebUI); ``apply_model`` takes
+sgm's dict and the wrapper passes ``vector`` to the UNet as ``y`` (sgm's ``OpenAIWrapper``); ``"ssd"``: the same
+with ``is_ssd`` around a tiny SDXL model with SSD-1B's blocks deleted (``astar_ext.tiny.ssd_layout``).
 """
 
 from __future__ import annotations
@@ -59,8 +63,10 @@ class StandinTextWrapper(nn.Module):
     chunk_length = 75
 
     def __init__(self, text_encoder: nn.Module, *, id_pad: int | None = None, channels: slice | None = None,
-                 embeddings=None):
+                 embeddings=None, return_pooled: bool = False):
         super().__init__()
+        self.return_pooled = return_pooled
+        self.pooled = None
         self.text_encoder = text_encoder
         self.clip = StandinClipWrapper(embeddings=embeddings)
         self.id_start = self.clip.id_start
@@ -116,6 +122,10 @@ class StandinTextWrapper(nn.Module):
             for row, ids in enumerate(batch_tokens):
                 tokens[row, ids.index(self.id_end) + 1:] = self.id_pad
         z = self.encode_with_transformers(tokens)
+        if self.return_pooled:
+            from astar_ext.tiny import pooled_output
+
+            self.pooled = pooled_output(z, tokens, self.id_end)
 
         mode = _opts().emphasis
         if mode in ("Original", "No norm"):
@@ -129,12 +139,16 @@ class StandinTextWrapper(nn.Module):
     def forward(self, texts):
         batch_chunks, _ = self.process_texts(texts)
         chunk_count = max(len(chunks) for chunks in batch_chunks)
-        zs = []
+        zs, pooled = [], None
         for i in range(chunk_count):
             batch_chunk = [chunks[i] if i < len(chunks) else self.empty_chunk() for chunks in batch_chunks]
             self.fixes = [c.fixes for c in batch_chunk]
             zs.append(self.process_tokens([c.tokens for c in batch_chunk], [c.multipliers for c in batch_chunk]))
+            if i == 0:
+                pooled = self.pooled
         self.fixes = None
+        if self.return_pooled:
+            return torch.hstack(zs), pooled  # the WebUI keeps the first chunk's pooled output
         return torch.hstack(zs)
 
 
@@ -155,12 +169,17 @@ class StandinConditioner(nn.Module):
     def get_target_prompt_token_count(self, token_count):
         return self.embedders[0].get_target_prompt_token_count(token_count)
 
-    def forward(self, texts, force_zero_embeddings=()):
-        crossattn = torch.cat([e(texts) for e in self.embedders], dim=2)
-        vector = crossattn.mean(dim=1)
+    def forward(self, texts, force_zero_embeddings=(), size_embedding=8):
+        from astar_ext.tiny import sdxl_vector
+
+        outputs = [e(texts) for e in self.embedders]
+        crossattn = torch.cat([o[0] if isinstance(o, tuple) else o for o in outputs], dim=2)
+        pooled = next(o[1] for o in outputs if isinstance(o, tuple))
         if "txt" in force_zero_embeddings:
-            crossattn, vector = torch.zeros_like(crossattn), torch.zeros_like(vector)
-        return {"crossattn": crossattn, "vector": vector}
+            crossattn, pooled = torch.zeros_like(crossattn), torch.zeros_like(pooled)
+        height = getattr(texts, "height", None) or 1024
+        width = getattr(texts, "width", None) or 1024
+        return {"crossattn": crossattn, "vector": sdxl_vector(pooled, height, width, size_embedding)}
 
 
 class DiffusionWrapper(nn.Module):
@@ -173,8 +192,8 @@ class DiffusionWrapper(nn.Module):
         self.sgm_style = sgm_style
 
     def forward(self, x, t, c_concat: list = None, c_crossattn: list = None, c_adm=None, **sgm_cond):
-        if self.sgm_style:
-            return self.diffusion_model(x, t, context=sgm_cond["crossattn"])
+        if self.sgm_style:  # sgm's OpenAIWrapper: crossattn -> context, vector -> y
+            return self.diffusion_model(x, t, context=sgm_cond["crossattn"], y=sgm_cond.get("vector"))
         return self.diffusion_model(x, t, context=torch.cat(c_crossattn, 1))
 
 
@@ -203,34 +222,37 @@ class StandinFirstStage(nn.Module):
 class StandinLatentDiffusion(nn.Module):
     def __init__(self, tiny, variant: str = "sd1", embeddings=None):
         super().__init__()
-        if variant not in ("sd1", "sd2", "sdxl"):
+        if variant not in ("sd1", "sd2", "sd2-base", "sdxl", "ssd"):
             raise ValueError(f"unknown variant {variant!r}")
+        xl = variant in ("sdxl", "ssd")
+        if xl != bool(getattr(tiny, "is_sdxl_layout", False)):
+            want = 'with' if xl else 'without'
+            raise ValueError(f"the {variant!r} variant needs a tiny model {want} the SDXL layout")
         self.variant = variant
-        self.model = DiffusionWrapper(tiny.diffusion_model, sgm_style=variant == "sdxl")
+        self.model = DiffusionWrapper(tiny.diffusion_model, sgm_style=xl)
         self.first_stage_model = StandinFirstStage()
         self.register_buffer("alphas_cumprod", tiny.alphas_cumprod.clone(), persistent=False)
         self.tiny_config = tiny.config
 
         self.is_sd1 = variant == "sd1"
-        self.is_sd2 = variant == "sd2"
-        self.is_sdxl = variant == "sdxl"
+        self.is_sd2 = variant in ("sd2", "sd2-base")
+        self.is_sdxl = xl
         self.is_sd3 = False
-        self.is_ssd = False
+        self.is_ssd = variant == "ssd"
         self.is_sdxl_inpaint = False
         self.lowvram = False
         self.parameterization = "v" if variant == "sd2" else "eps"
         self.cond_stage_key = "txt"
         self.scale_factor = 1.0
 
-        if variant == "sdxl":
-            half = tiny.config.context_dim // 2
+        if xl:
             self.conditioner = StandinConditioner([
-                StandinTextWrapper(tiny.text, channels=slice(0, half), embeddings=embeddings),
-                StandinTextWrapper(tiny.text, id_pad=0, channels=slice(half, None), embeddings=embeddings),
+                StandinTextWrapper(tiny.text, embeddings=embeddings),
+                StandinTextWrapper(tiny.text2, id_pad=0, embeddings=embeddings, return_pooled=True),
             ])
             self.cond_stage_model = self.conditioner
         else:
-            self.cond_stage_model = StandinTextWrapper(tiny.text, id_pad=0 if variant == "sd2" else None,
+            self.cond_stage_model = StandinTextWrapper(tiny.text, id_pad=0 if self.is_sd2 else None,
                                                        embeddings=embeddings)
 
         self.sd_checkpoint_info = None
@@ -260,7 +282,7 @@ class StandinLatentDiffusion(nn.Module):
     def get_learned_conditioning(self, c):
         if self.is_sdxl:
             force_zero = getattr(c, "is_negative_prompt", False) and all(x == "" for x in c)
-            return self.conditioner(list(c), force_zero_embeddings=["txt"] if force_zero else [])
+            return self.conditioner(c, force_zero_embeddings=["txt"] if force_zero else [])
         return self.cond_stage_model(c)
 
     @property

@@ -1,0 +1,290 @@
+"""Neglect benchmark on the shipped toy model: how often every object of the prompt is in the image.
+
+    python -m astar_ext.bench_faithfulness             # plain vs A-STAR and the loss ablation
+    python -m astar_ext.bench_faithfulness --quick     # a few prompts (what CI runs)
+    python -m astar_ext.bench_faithfulness --sweep     # step scale, window, mask threshold, loss weights
+    python -m astar_ext.bench_faithfulness --compare "" "ret_weight=2" --first-seed 100   # chosen settings
+
+A fixed set of two- and three-object prompts (distinct colours and shapes, e.g. "a red circle and a
+blue square") is generated at fixed seeds, plain and with A-STAR (concepts: the objects, e.g.
+``"red circle, blue square"``), at the same seeds. The learning-free detector of
+:mod:`astar_ext.toy.detect` decides which objects are in each image. Reported per setting:
+
+* **all present**: share of images in which every object of the prompt is drawn (a blob of its colour
+  of at least half the smallest object's area, any shape): the measure of neglect;
+* **by position**: share of the first, second (third) objects of the prompts that are drawn;
+* **all correct** / **correct**: share of images in which every object is drawn with its shape, and of
+  objects drawn with their shape (the toy model draws rough shapes, so this is much lower);
+* **fixed / broken**: images in which an object was missing plain and none is with the setting, and the
+  reverse (paired by seed);
+* **overlap**: the paper's segregation measure (Eq. 2, summed over pairs) of the concepts' attention
+  maps, measured without gradient on the latent the sampler steps from, at the middle step (``mid``)
+  and averaged over the first half of the steps (``mean``); **mask IoU**: step-to-step IoU of each
+  concept's binary mask over the first half (the retention that Eq. 3 asks for);
+* **s/img**: sampling time per image.
+
+The sweep varies one setting at a time around the base settings (the engine's defaults, or ``--set``);
+chosen settings are then checked against plain on other seeds with ``--compare ... --first-seed 100``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import params as P
+from .toy import data as D
+from .toy import detect as T
+from .toy.model import ToyLDM, load_model
+from .toy.sample import DEFAULT_CFG, DEFAULT_STEPS, generate
+
+
+def benchmark_prompts(n_objects: int, count: int, seed: int = 2023) -> list[tuple[tuple[str, str], ...]]:
+    """``count`` fixed prompts of ``n_objects`` objects ``(colour, shape)``, distinct colours and shapes.
+
+    Colour sets cycle through every combination before repeating; shapes are drawn at random (fixed
+    ``seed``), so every colour and shape occurs about equally often.
+    """
+    import itertools
+
+    rng = np.random.default_rng([seed, n_objects])
+    combos = list(itertools.combinations(D.COLOURS, n_objects))
+    out: list[tuple[tuple[str, str], ...]] = []
+    while len(out) < count:
+        order = rng.permutation(len(combos))
+        for i in order:
+            colours = list(combos[i])
+            rng.shuffle(colours)
+            shapes = rng.choice(D.SHAPES, size=n_objects, replace=False)
+            out.append(tuple((str(c), str(s)) for c, s in zip(colours, shapes)))
+            if len(out) == count:
+                break
+    return out
+
+
+def prompt_text(objects: Sequence[tuple[str, str]], index: int = 0) -> str:
+    """The caption of a benchmark prompt; every third two-object prompt uses "with" instead of "and"."""
+    joiner = "with" if len(objects) == 2 and index % 3 == 2 else "and"
+    return D.caption_for([f"{c} {s}" for c, s in objects], joiner)
+
+
+@dataclasses.dataclass
+class Scores:
+    """Per-image results of one setting on one prompt set (rows = prompt x seed)."""
+
+    present: np.ndarray  # [N, K] bool: object k drawn (its colour, any shape)
+    correct: np.ndarray  # [N, K] bool: object k drawn with its shape
+    overlap_mid: np.ndarray  # [N]
+    overlap_mean: np.ndarray  # [N]
+    mask_iou: np.ndarray  # [N]
+    seconds: float
+    prompt: np.ndarray  # [N] index of each image's prompt
+
+    @property
+    def all_present(self) -> np.ndarray:
+        return self.present.all(1)
+
+    def summary(self, plain: Scores | None = None) -> dict[str, Any]:
+        n = len(self.present)
+        out = {
+            "images": n,
+            "all_present": float(self.all_present.mean()),
+            "object": float(self.present.mean()),
+            "by_position": [float(v) for v in self.present.mean(0)],
+            "all_correct": float(self.correct.all(1).mean()),
+            "correct": float(self.correct.mean()),
+            "overlap_mid": float(self.overlap_mid.mean()),
+            "overlap_mean": float(self.overlap_mean.mean()),
+            "mask_iou": float(self.mask_iou.mean()),
+            "s_per_image": self.seconds / max(n, 1),
+        }
+        out["by_prompt"] = [float(self.all_present[self.prompt == i].mean()) for i in np.unique(self.prompt)]
+        if plain is not None:
+            out["fixed"] = int((~plain.all_present & self.all_present).sum())
+            out["broken"] = int((plain.all_present & ~self.all_present).sum())
+        return out
+
+
+def evaluate(model: ToyLDM, prompts: Sequence[tuple[tuple[str, str], ...]], seeds: Sequence[int],
+             params: Any | None, steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG,
+             batch: int = 64) -> Scores:
+    """Generate every prompt at every seed (plain when ``params`` is None) and detect the objects."""
+    rows = [(i, objs, s) for i, objs in enumerate(prompts) for s in seeds]
+    present, correct, o_mid, o_mean, iou = [], [], [], [], []
+    t0 = time.perf_counter()
+    for start in range(0, len(rows), batch):
+        part = rows[start:start + batch]
+        texts = [prompt_text(objs, i) for i, objs, _ in part]
+        concepts = [", ".join(f"{c} {s}" for c, s in objs) for _, objs, _ in part]
+        run = generate(model, texts, [s for _, _, s in part], concepts, params, steps=steps, cfg_scale=cfg_scale)
+        for r, (_, objs, _) in enumerate(part):
+            dets = T.detect(T.to_numpy_image(run.images[r]))
+            present.append([T.drawn(dets, c) for c, _ in objs])
+            correct.append([T.correct(dets, c, s) for c, s in objs])
+        o_mid.append(run.overlap[-1].numpy())
+        o_mean.append(run.overlap.mean(0).numpy())
+        iou.append(run.mask_iou.mean(0).numpy())
+    return Scores(np.array(present), np.array(correct), np.concatenate(o_mid), np.concatenate(o_mean),
+                  np.concatenate(iou), time.perf_counter() - t0, np.array([i for i, _, _ in rows]))
+
+
+ABLATION = (
+    ("plain", None),
+    ("A-STAR (seg + ret)", {}),
+    ("seg only (ret_weight 0)", {"ret_weight": 0.0}),
+    ("ret only (seg_weight 0)", {"seg_weight": 0.0}),
+)
+
+
+def settings(overrides: dict[str, Any] | None, base: Any = P.DEFAULTS) -> Any | None:
+    return None if overrides is None else P.replace(base, **overrides)
+
+
+def table(rows: Sequence[tuple[str, dict[str, Any]]], k: int) -> str:
+    """A Markdown table of summaries."""
+    pos = " / ".join(f"#{i + 1}" for i in range(k))
+    head = (f"| setting | all present | object | by position ({pos}) | fixed / broken | all correct | correct "
+            "| overlap mid | overlap mean | mask IoU | s/img |")
+    lines = [head, "|" + " --- |" * 11]
+    for name, s in rows:
+        fb = f"{s['fixed']} / {s['broken']}" if "fixed" in s else "-"
+        by = " / ".join(f"{v:.0%}" for v in s["by_position"])
+        lines.append(f"| {name} | {s['all_present']:.1%} | {s['object']:.1%} | {by} | {fb} | {s['all_correct']:.1%} "
+                     f"| {s['correct']:.1%} | {s['overlap_mid']:.3f} | {s['overlap_mean']:.3f} | {s['mask_iou']:.3f} "
+                     f"| {s['s_per_image']:.2f} |")
+    return "\n".join(lines)
+
+
+def run_ablation(model: ToyLDM, prompts2, prompts3, seeds, base: Any, steps: int, cfg_scale: float,
+                 log=print) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for label, prompts in (("two objects", prompts2), ("three objects", prompts3)):
+        if not prompts:
+            continue
+        rows, plain = [], None
+        for name, overrides in ABLATION:
+            scores = evaluate(model, prompts, seeds, settings(overrides, base), steps, cfg_scale)
+            plain = scores if overrides is None else plain
+            rows.append((name, scores.summary(None if overrides is None else plain)))
+        n = len(prompts) * len(seeds)
+        log(f"\n### {label}: {len(prompts)} prompts x {len(seeds)} seeds = {n} images\n")
+        log(table(rows, len(prompts[0])))
+        results[label] = dict(rows)
+    return results
+
+
+SWEEP: tuple[dict[str, Any], ...] = (
+    {"scale": 5.0}, {"scale": 10.0}, {"scale": 40.0}, {"scale": 80.0}, {"scale": 100.0},
+    {"window": 0.25}, {"window": 0.75}, {"window": 1.0},
+    {"mask_threshold": 0.3}, {"mask_threshold": 0.7},
+    {"seg_weight": 2.0}, {"ret_weight": 2.0}, {"seg_weight": 0.5}, {"ret_weight": 0.5},
+    {"iterations": 2},
+)
+
+
+def run_sweep(model: ToyLDM, prompt_sets: dict[str, Sequence], seeds, base: Any, steps: int, cfg_scale: float,
+              log=print) -> dict[str, Any]:
+    """Plain, ``base``, then one setting of :data:`SWEEP` changed at a time from ``base``, on each prompt set."""
+    configs = [("plain", None), ("base", {})] + [(", ".join(f"{k} {v:g}" for k, v in o.items()), o) for o in SWEEP]
+    for _, overrides in configs:
+        settings(overrides, base)  # fail before the first run, not in the middle
+    results: dict[str, Any] = {}
+    for label, prompts in prompt_sets.items():
+        if not prompts:
+            continue
+        rows, plain = [], None
+        for name, overrides in configs:
+            scores = evaluate(model, prompts, seeds, settings(overrides, base), steps, cfg_scale)
+            plain = scores if overrides is None else plain
+            rows.append((name, scores.summary(None if overrides is None else plain)))
+            log(f"{label}, {name}: all present {rows[-1][1]['all_present']:.1%}", flush=True)
+        n = len(prompts) * len(seeds)
+        log(f"\n### sweep, {label}: {len(prompts)} prompts x {len(seeds)} seeds = {n} images "
+            "(one setting changed at a time from the base)\n")
+        log(table(rows, len(prompts[0])))
+        results[label] = dict(rows)
+    return results
+
+
+def run_compare(model: ToyLDM, prompt_sets: dict[str, Sequence], seeds, candidates: Sequence[str], steps: int,
+                cfg_scale: float, log=print) -> dict[str, Any]:
+    """Plain and each candidate setting (``"ret_weight=2,window=0.75"``; ``""``: the defaults) on each prompt set."""
+    configs = [("plain", None)] + [(c or "defaults", parse_overrides(c)) for c in candidates]
+    for _, overrides in configs:
+        settings(overrides)
+    results: dict[str, Any] = {}
+    for label, prompts in prompt_sets.items():
+        if not prompts:
+            continue
+        rows, plain = [], None
+        for name, overrides in configs:
+            scores = evaluate(model, prompts, seeds, settings(overrides), steps, cfg_scale)
+            plain = scores if overrides is None else plain
+            rows.append((name, scores.summary(None if overrides is None else plain)))
+        log(f"\n### {label}: {len(prompts)} prompts x {len(seeds)} seeds = {len(prompts) * len(seeds)} images\n")
+        log(table(rows, len(prompts[0])))
+        results[label] = dict(rows)
+    return results
+
+
+def parse_overrides(text: str) -> dict[str, Any]:
+    """``"scale=40,window=0.75"`` -> ``{"scale": "40", "window": "0.75"}`` (validated by ``params.replace``)."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, _, value = part.partition("=")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description="Neglect benchmark of A-STAR on the shipped toy model.")
+    ap.add_argument("--quick", action="store_true", help="4 two-object prompts x 2 seeds, no three-object prompts")
+    ap.add_argument("--sweep", action="store_true", help="sweep the settings (one at a time from --set) instead of "
+                                                         "the ablation")
+    ap.add_argument("--prompts2", type=int, default=24, help="number of two-object prompts")
+    ap.add_argument("--prompts3", type=int, default=12, help="number of three-object prompts")
+    ap.add_argument("--seeds", type=int, default=4, help="seeds per prompt")
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    ap.add_argument("--cfg", type=float, default=DEFAULT_CFG)
+    ap.add_argument("--compare", nargs="*", default=None, metavar="SETTINGS",
+                    help="compare plain with these settings ('' = the defaults), e.g. '' 'ret_weight=2'")
+    ap.add_argument("--set", default="", help="A-STAR settings for the ablation, e.g. 'scale=40,window=0.75'")
+    ap.add_argument("--weights", default=None, help="toy model weights (default: the shipped ones)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the model is small: 1 is fastest "
+                                                           "on a busy machine)")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    if a.quick:
+        a.prompts2, a.prompts3, a.seeds = 4, 0, 2
+    model = load_model(a.weights)
+    seeds = list(range(a.first_seed, a.first_seed + a.seeds))
+    prompts2 = benchmark_prompts(2, a.prompts2)
+    prompts3 = benchmark_prompts(3, a.prompts3) if a.prompts3 else []
+    base = P.replace(P.DEFAULTS, **parse_overrides(a.set))
+    print(f"toy model {a.weights or 'shipped'}; Euler {a.steps} steps, CFG {a.cfg}; seeds {seeds[0]}..{seeds[-1]}; "
+          f"A-STAR settings: {P.to_dict(base)}", flush=True)
+    if a.compare is not None:
+        results = run_compare(model, {"two objects": prompts2, "three objects": prompts3}, seeds, a.compare, a.steps,
+                              a.cfg)
+    elif a.sweep:
+        results = run_sweep(model, {"two objects": prompts2, "three objects": prompts3}, seeds, base, a.steps, a.cfg)
+    else:
+        results = run_ablation(model, prompts2, prompts3, seeds, base, a.steps, a.cfg)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"argv": sys.argv[1:] if argv is None else argv, "results": results}, f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()

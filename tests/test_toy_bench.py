@@ -1,0 +1,77 @@
+"""The neglect benchmark (its quick version, as CI runs it) and the demo, on the shipped toy model."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from astar_ext import bench_faithfulness as B
+from astar_ext.toy import data as D
+
+
+def test_benchmark_prompts_are_fixed_and_well_formed():
+    two = B.benchmark_prompts(2, 24)
+    assert two == B.benchmark_prompts(2, 24) and len(two) == 24 and len(set(two)) == 24
+    three = B.benchmark_prompts(3, 12)
+    for objs in two + three:
+        assert len({c for c, _ in objs}) == len(objs) == len({s for _, s in objs})
+        assert all(c in D.COLOURS and s in D.SHAPES for c, s in objs)
+    # every colour pair once before any repeats
+    assert len({frozenset(c for c, _ in objs) for objs in two[:15]}) == 15
+    assert B.prompt_text(two[0], 0) == f"a {two[0][0][0]} {two[0][0][1]} and a {two[0][1][0]} {two[0][1][1]}"
+    assert " with " in B.prompt_text(two[2], 2)
+    assert D.objects_in(B.prompt_text(three[0])) == list(three[0])
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """The quick benchmark as CI runs it (``--prompts2 1 --seeds 1`` are overridden by ``--quick``):
+    ``(results of the two-object prompts, printed text)``."""
+    out = tmp_path_factory.mktemp("bench") / "quick.json"
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        B.main(["--quick", "--prompts2", "1", "--seeds", "1", "--json", str(out)])
+    return json.loads(out.read_text())["results"]["two objects"], text.getvalue()
+
+
+def test_quick_benchmark_astar_is_not_below_plain(quick):
+    quick, _ = quick
+    plain, astar = quick["plain"], quick["A-STAR (seg + ret)"]
+    print(json.dumps(quick, indent=1))
+    assert plain["images"] == astar["images"] == 8
+    assert astar["all_present"] >= plain["all_present"]
+    # paired counts agree with the rates
+    assert round((astar["all_present"] - plain["all_present"]) * 8) == astar["fixed"] - astar["broken"]
+    # the correction does what it is for on the learned attention: the concepts' maps overlap less
+    assert astar["overlap_mid"] < plain["overlap_mid"]
+    for name in ("seg only (ret_weight 0)", "ret only (seg_weight 0)"):
+        row = quick[name]
+        assert 0 <= row["all_present"] <= 1 and len(row["by_position"]) == 2
+        assert row["object"] == pytest.approx(np.mean(row["by_position"]))
+
+
+def test_quick_benchmark_prints_its_table(quick):
+    _, text = quick
+    assert "| setting | all present |" in text and "| plain |" in text and "| ret only (seg_weight 0) |" in text
+    assert "4 prompts x 2 seeds = 8 images" in text
+
+
+def test_demo_writes_a_side_by_side_picture(tmp_path):
+    from astar_ext import demo
+
+    out = tmp_path / "demo.png"
+    demo.main(["--seeds", "0", "1", "--steps", "10", "--px", "64", "--out", str(out)])
+    pic = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    # two rows (seeds) of 2 x (image + 2 maps) tiles of 64 px
+    assert pic.shape[1] > 6 * 64 and pic.shape[0] > 2 * 64
+    # the plain and the A-STAR images of the first seed are drawn, and are not blank
+    pad, head = 6, 40
+    plain = pic[head:head + 64, pad:pad + 64]
+    block = 3 * (64 + pad)
+    astar = pic[head:head + 64, pad + block + pad:pad + block + pad + 64]
+    assert plain.std() > 10 and astar.std() > 10
