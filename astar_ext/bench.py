@@ -50,6 +50,7 @@ import torch
 from . import params as P
 from .benchhost import CFGDenoiser, ClipTokens, Conditioning, PlainPrompts, Sampler, use_sdp_attention
 from .benchmodels import SPECS, build_model, conditioning, parameter_bytes
+from .capture import LAYER_CHOICES, select_layers
 from .controller import EngineOptions, mean_overlap
 from .tokens import parse_concepts
 from .webui.concepts import PassConcepts
@@ -197,7 +198,10 @@ class Setup:
             concepts = PassConcepts(self.items, [self.args.prompt] * variant.batch, PlainPrompts, n_steps,
                                     self.tokens.tokenizer(), normalize_eot=variant.options.normalize_eot)
             options = dataclasses.replace(variant.options, sync_timing=self.cuda)
+            layers = None if self.args.layers == "all" else select_layers(self.model.diffusion_model, 2,
+                                                                           self.args.layers)
             run = PassRun(params=variant.params, plan=plan, concepts=concepts, unet=self.model.diffusion_model,
+                          layers=layers,
                           reconstruct=PlainPrompts.reconstruct_multicond_batch, current_model=lambda: self.model,
                           should_stop=lambda: False, options=options, level=2, report=_report)
             run.attach(sampler)
@@ -550,6 +554,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cfg-scale", type=float, default=7.0)
     ap.add_argument("--attention", choices=("sdp", "ldm"), default="sdp",
                     help="sdp: the WebUI's scaled-dot-product optimisation; ldm: ldm's own (materialised softmax)")
+    ap.add_argument("--layers", choices=LAYER_CHOICES, default="all",
+                    help="the captured image/32 layers (the WebUI setting astar_layers; all = the default)")
     ap.add_argument("--prompt", default="a cat and a dog")
     ap.add_argument("--concepts", default="cat, dog")
     ap.add_argument("--seed", type=int, default=0)

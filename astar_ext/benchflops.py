@@ -31,7 +31,7 @@ from torch.utils.flop_counter import flop_registry
 from . import params as P
 from .benchhost import use_sdp_attention
 from .benchmodels import SPECS, build_unet
-from .capture import AttentionCapture, frozen
+from .capture import LAYER_CHOICES, AttentionCapture, frozen, select_layers
 from .checkpointing import checkpointed_blocks
 
 
@@ -58,8 +58,9 @@ def _count(fn: Callable[[], Any]) -> int:
     return mode.total
 
 
-def count_flops(config: str, width: int | None = None, height: int | None = None) -> dict:
-    """FLOPs of a plain step and of the loss pass's parts for ``config`` at ``width`` x ``height``."""
+def count_flops(config: str, width: int | None = None, height: int | None = None, layers: str = "all") -> dict:
+    """FLOPs of a plain step and of the loss pass's parts for ``config`` at ``width`` x ``height``
+    (``layers``: the captured image/32 layers, a :data:`~astar_ext.capture.LAYER_CHOICES` value)."""
     spec = SPECS[config]
     width, height = width or spec.width, height or spec.height
     if config == "tiny":
@@ -80,7 +81,7 @@ def count_flops(config: str, width: int | None = None, height: int | None = None
     with torch.no_grad():
         x, t, kw = inputs(2)
         plain = _count(lambda: unet(x, t, **kw))
-    capture = AttentionCapture(unet)
+    capture = AttentionCapture(unet, layers=select_layers(unet, 2, layers))
     columns = torch.tensor([[2, 5]], device="meta")
 
     def loss_pass(early_exit: bool, checkpoint: bool = False) -> tuple[int, int]:
@@ -133,11 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--size", default=None, help="WIDTHxHEIGHT (default: the config's)")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the config's)")
     ap.add_argument("--window", type=float, default=P.DEFAULTS.window)
+    ap.add_argument("--layers", choices=LAYER_CHOICES, default="all", help="the captured image/32 layers")
     args = ap.parse_args(argv)
     spec = SPECS[args.config]
     width, height = (int(v) for v in args.size.lower().split("x")) if args.size else (spec.width, spec.height)
     steps = args.steps or spec.steps
-    f = count_flops(args.config, width, height)
+    f = count_flops(args.config, width, height, args.layers)
     e = estimate(f, steps, args.window)
     plain = f["plain_step"]
     w = sys.stdout.write
