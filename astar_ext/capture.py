@@ -141,10 +141,23 @@ class Recording:
     hw: tuple[int, int] | None = None
     latent_hw: tuple[int, int] | None = None
     early_exit: bool = False
+    all_columns: bool = False
+    recompute: bool = False
 
     @property
     def complete(self) -> bool:
         return bool(self.probs) and self._expected == len(self.probs)
+
+    def column_probs(self) -> dict[str, torch.Tensor]:
+        """``probs`` restricted to the requested columns, ``[B, h*w, C]`` (with ``all_columns``
+        the recorded ``[B, h*w, T]`` tensors are gathered now; otherwise ``probs`` itself)."""
+        if not self.all_columns:
+            return self.probs
+        out = {}
+        for name, p in self.probs.items():
+            index = self.columns.to(p.device)[:, None, :].expand(p.shape[0], p.shape[1], self.columns.shape[1])
+            out[name] = p.gather(-1, index)
+        return out
 
     _expected: int = 0
 
@@ -234,18 +247,27 @@ class AttentionCapture:
 
     # --- recording -----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def recording(self, columns: torch.Tensor, early_exit: bool = False) -> Iterator[Recording]:
+    def recording(self, columns: torch.Tensor, early_exit: bool = False, all_columns: bool = False,
+                  recompute: bool = False) -> Iterator[Recording]:
         """Record the selected layers' probabilities of ``columns`` (``[B, C]`` long, per row).
 
         With ``early_exit`` the hook of the last selected layer raises :class:`CaptureComplete`
         once every layer has been recorded; it is swallowed here, so the code after the UNet
         call inside the ``with`` block does not run.
+
+        ``all_columns`` records the probabilities of every context column (``[B, h*w, T]``; use
+        :meth:`Recording.column_probs` for the requested ones): the unoptimised variant, kept
+        for the benchmark's comparison. ``recompute`` computes the probabilities with
+        :class:`ColumnProbabilities`, which keeps only ``q`` and ``k`` for the backward pass
+        (in their own dtype) instead of the fp32 softmax over all columns and heads: the same
+        values, less memory for a gradient pass, a little more compute in the backward.
         """
         if not self._handles:
             raise CaptureError("recording() needs the capture installed (use it as a context manager)")
         if self._active is not None:
             raise CaptureError("recording() is not re-entrant")
-        rec = Recording(columns=columns, early_exit=early_exit, _expected=len(self.layers))
+        rec = Recording(columns=columns, early_exit=early_exit, all_columns=all_columns, recompute=recompute,
+                        _expected=len(self.layers))
         self._active = rec
         try:
             yield rec
@@ -294,13 +316,90 @@ class AttentionCapture:
         q = module.to_q(x)
         k = module.to_k(context)
         heads = module.heads
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            q = q.float().reshape(b, n, heads, -1).transpose(1, 2)  # [B, H, N, d]
-            k = k.float().reshape(b, k.shape[1], heads, -1).transpose(1, 2)  # [B, H, T, d]
-            scale = getattr(module, "scale", q.shape[-1] ** -0.5)
-            probs = (q @ k.transpose(-1, -2) * scale).softmax(-1).mean(1)  # [B, N, T]
-            index = columns.to(probs.device)[:, None, :].expand(b, n, columns.shape[1])
-            return probs.gather(-1, index)
+        scale = getattr(module, "scale", (q.shape[-1] // heads) ** -0.5)
+        index = None if rec.all_columns else columns.to(q.device)
+        if rec.recompute:
+            return ColumnProbabilities.apply(q, k, heads, scale, index)
+        return head_mean_probabilities(q, k, heads, scale, index)
+
+
+def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off on ``device`` (nothing to turn off on the ``meta`` device, where the benchmark's
+    FLOP count runs)."""
+    if device.type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def _upcast(dtype: torch.dtype) -> torch.dtype:
+    """fp32 for half precision and fp32, float64 for float64."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def head_mean_probabilities(q: torch.Tensor, k: torch.Tensor, heads: int, scale: float,
+                            columns: torch.Tensor | None) -> torch.Tensor:
+    """``softmax(q k^T * scale)`` in fp32, averaged over heads, of ``columns`` (``[B, C]``; None: all).
+
+    ``q``: ``[B, N, heads*d]``, ``k``: ``[B, T, heads*d]`` (any dtype). Returns ``[B, N, C]`` fp32
+    (float64 for float64 inputs, so that the function can be checked with ``gradcheck``).
+    """
+    b, n, _ = q.shape
+    dtype = _upcast(q.dtype)
+    with _no_autocast(q.device):
+        q = q.to(dtype).reshape(b, n, heads, -1).transpose(1, 2)  # [B, H, N, d]
+        k = k.to(dtype).reshape(b, k.shape[1], heads, -1).transpose(1, 2)  # [B, H, T, d]
+        probs = (q @ k.transpose(-1, -2) * scale).softmax(-1).mean(1)  # [B, N, T]
+        if columns is None:
+            return probs
+        index = columns[:, None, :].expand(b, n, columns.shape[1])
+        return probs.gather(-1, index)
+
+
+class ColumnProbabilities(torch.autograd.Function):
+    """:func:`head_mean_probabilities` that saves only ``q`` and ``k`` for the backward pass.
+
+    Autograd through the plain expression keeps, per captured layer, the fp32 copy of ``q``
+    (``[B, H, N, d]``) and the fp32 softmax over every head and context column (``[B, H, N, T]``).
+    This function keeps ``q`` and ``k`` as the layer produced them (fp16 under autocast) and
+    recomputes the softmax in the backward pass, one layer at a time. The forward values are the
+    same operations, so bitwise the same; the gradients agree up to float rounding.
+
+    Backward of ``out = mean_h P[..., cols]`` with ``P = softmax(S)``, ``S = scale * q k^T``:
+    ``dP`` is ``g / H`` scattered onto the columns, ``dS = P * (dP - sum_t dP * P)``,
+    ``dq = scale * dS k``, ``dk = scale * dS^T q``.
+    """
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, heads: int, scale: float,  # type: ignore[override]
+                columns: torch.Tensor | None) -> torch.Tensor:
+        ctx.heads, ctx.scale = heads, scale
+        ctx.save_for_backward(q, k, columns)
+        return head_mean_probabilities(q, k, heads, scale, columns)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        q_in, k_in, columns = ctx.saved_tensors
+        heads, scale = ctx.heads, ctx.scale
+        b, n, _ = q_in.shape
+        t = k_in.shape[1]
+        dtype = _upcast(q_in.dtype)
+        with _no_autocast(q_in.device):
+            q = q_in.to(dtype).reshape(b, n, heads, -1).transpose(1, 2)  # [B, H, N, d]
+            k = k_in.to(dtype).reshape(b, t, heads, -1).transpose(1, 2)  # [B, H, T, d]
+            p = (q @ k.transpose(-1, -2) * scale).softmax(-1)  # [B, H, N, T]
+            g = grad.to(dtype) / heads
+            if columns is not None:
+                index = columns[:, None, :].expand(b, n, columns.shape[1])
+                g = g.new_zeros(b, n, t).scatter_add_(-1, index, g)
+            g = g[:, None]  # [B, 1, N, T], the same for every head
+            ds = p * (g - (g * p).sum(-1, keepdim=True))  # [B, H, N, T]
+            del p, g
+            dq = dk = None
+            if ctx.needs_input_grad[0]:
+                dq = (ds @ k * scale).transpose(1, 2).reshape(q_in.shape).to(q_in.dtype)
+            if ctx.needs_input_grad[1]:
+                dk = (ds.transpose(-1, -2) @ q * scale).transpose(1, 2).reshape(k_in.shape).to(k_in.dtype)
+        return dq, dk, None, None, None
 
 
 def remove_all() -> int:

@@ -30,7 +30,8 @@ from typing import Any
 import torch
 
 from .capture import AttentionCapture, frozen
-from .losses import astar_loss, binary_iou, concept_pairs, retention_masks, segregation_loss
+from .checkpointing import checkpointed_blocks
+from .losses import LossTerms, astar_loss, binary_iou, concept_pairs, retention_masks, segregation_loss
 from .maps import ColumnLayout, concept_maps
 from .params import DEFAULTS
 from .schedule import Schedule, sigma_space_factor
@@ -51,6 +52,26 @@ class EngineOptions:
         early_exit: stop the loss pass right after the last captured layer.
         freeze_weights: set ``requires_grad=False`` on the UNet's weights during the pass.
         keep_maps: keep every step's maps (cpu) in the records, for pictures.
+        recompute_probs: the captured probabilities keep only ``q`` and ``k`` for the backward
+            pass and recompute the softmax there (:class:`~astar_ext.capture.ColumnProbabilities`),
+            instead of keeping an fp32 softmax over all heads and context columns per layer.
+        all_columns: capture the probabilities of every context column and pick the concepts'
+            columns afterwards (the unoptimised variant; for the benchmark's comparison).
+        batch_pass: one loss pass for all images of the batch. False: one pass (and one backward)
+            per image, for the benchmark's comparison; it needs a ``denoise_fn(x, sigma, rows)``
+            that runs only the given rows of the layout.
+        skip_below: adaptive skip, 0 = off. At an optimised step, an image whose concepts'
+            overlap (the mean of Eq. 2's pair terms of the step's own maps, before the update) is
+            already below this value is not moved; when no image of the batch needs a move, the
+            backward pass is not run at all. The forward pass still runs (it measures the overlap
+            and rolls the retention masks).
+        checkpoint_blocks: run the UNet blocks before the last captured layer that hold no captured
+            layer under activation checkpointing during the loss pass
+            (:func:`~astar_ext.checkpointing.checkpointed_blocks`): less memory for the backward
+            pass, one more forward of those blocks per gradient pass; the same gradient.
+        sync_timing: synchronise the device around the timed phases of a pass (forward, loss,
+            backward), so that the per-phase seconds of :class:`StepRecord` are exact on a GPU
+            (costs a little time; for benchmarks).
     """
 
     normalize_eot: bool = False
@@ -60,6 +81,12 @@ class EngineOptions:
     early_exit: bool = True
     freeze_weights: bool = True
     keep_maps: bool = False
+    recompute_probs: bool = False
+    all_columns: bool = False
+    batch_pass: bool = True
+    skip_below: float = 0.0
+    checkpoint_blocks: bool = False
+    sync_timing: bool = False
 
 
 @dataclasses.dataclass
@@ -72,6 +99,12 @@ class StepRecord:
     ``retention[r][m]`` Eq. 3's term of concept ``m`` (``None`` where skipped);
     ``retention_iou[r][m]`` the IoU of concept ``m``'s binary mask at this step and at the
     previous optimised step (``None`` without a previous mask).
+
+    ``passes`` counts loss-pass forwards, ``gradients`` backward passes (fewer with the adaptive
+    skip, more with per-image passes), ``updates`` applied updates. ``below[r]`` says that image
+    ``r`` was under ``skip_below`` at the first iteration and was not moved (empty when the skip
+    is off). ``forward_seconds`` (the UNet pass with the capture), ``loss_seconds`` (maps, losses,
+    diagnostics) and ``backward_seconds`` split ``seconds`` (exact on a GPU with ``sync_timing``).
     """
 
     step: int
@@ -87,9 +120,14 @@ class StepRecord:
     retention_iou: list[list[float | None]] = dataclasses.field(default_factory=list)
     grad_norm: float = math.nan
     passes: int = 0
+    gradients: int = 0
     updates: int = 0
+    below: list[bool] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    forward_seconds: float = 0.0
+    loss_seconds: float = 0.0
+    backward_seconds: float = 0.0
     maps: torch.Tensor | None = None
 
 
@@ -127,6 +165,18 @@ def mean_overlap(overlap: list[list[float]], pair_valid: list[list[bool]]) -> fl
     """Mean of the valid pair terms over rows and pairs (None when no pair is valid)."""
     vals = [o for row, ok in zip(overlap, pair_valid) for o, good in zip(row, ok) if good]
     return sum(vals) / len(vals) if vals else None
+
+
+def _detached(terms: LossTerms) -> LossTerms:
+    return LossTerms(*(getattr(terms, f.name).detach() for f in dataclasses.fields(LossTerms)))
+
+
+def select_rows(layout: ColumnLayout, rows: list[int]) -> ColumnLayout:
+    """The layout of ``rows`` only (all of one image: their ``row_image`` becomes 0)."""
+    index = torch.tensor(rows, dtype=torch.long)
+    row_image = None if layout.row_image is None else torch.zeros(len(rows), dtype=torch.long)
+    return dataclasses.replace(layout, gather=layout.gather[index], keep=layout.keep[index],
+                               member=layout.member[index], valid=layout.valid[index], row_image=row_image)
 
 
 class AStarController:
@@ -181,21 +231,73 @@ class AStarController:
         self.close()
 
     # --- the loss pass ---------------------------------------------------------------------------
-    def _maps(self, x: torch.Tensor, sigma: Any, layout: ColumnLayout,
-              denoise_fn: DenoiseFn) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run ``denoise_fn`` under recording; return the concept maps ``[I, K, h, w]`` of each image
-        and their validity ``[I, K]`` (rows of one image combined, see ``ColumnLayout.image_maps``)."""
-        with self.capture.recording(layout.gather, early_exit=self.options.early_exit) as rec:
-            denoise_fn(x, sigma)
+    def _record(self, x: torch.Tensor, sigma: Any, layout: ColumnLayout, denoise_fn: DenoiseFn,
+                rows: list[int] | None = None) -> Any:
+        """Run ``denoise_fn`` under recording and return the :class:`~astar_ext.capture.Recording`.
+
+        ``rows``: run only these rows of ``layout`` (``denoise_fn(x, sigma, rows)``; ``layout`` is
+        then already restricted to them).
+        """
+        o = self.options
+        with self.capture.recording(layout.gather, early_exit=o.early_exit, all_columns=o.all_columns,
+                                    recompute=o.recompute_probs) as rec:
+            if rows is None:
+                denoise_fn(x, sigma)
+            else:
+                denoise_fn(x, sigma, rows)
         if not rec.complete:
             missing = [n for n in self.capture.layers if n not in rec.probs]
             raise RuntimeError(f"the loss pass did not reach the layers {', '.join(missing)}")
-        layout = layout.to(x.device)
-        maps = concept_maps(rec.probs, layout, rec.hw, smoothing=self.options.smoothing)
+        return rec
+
+    def _rec_maps(self, rec: Any, layout: ColumnLayout, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The concept maps ``[I, K, h, w]`` of each image and their validity ``[I, K]`` (rows of one
+        image combined, see ``ColumnLayout.image_maps``)."""
+        layout = layout.to(device)
+        maps = concept_maps(rec.column_probs(), layout, rec.hw, smoothing=self.options.smoothing)
         return layout.image_maps(maps)
 
-    def _masks_key(self, layout: ColumnLayout, maps: torch.Tensor, valid: torch.Tensor) -> tuple:
-        return (layout.labels, tuple(maps.shape), valid.cpu().numpy().tobytes())
+    def _maps(self, x: torch.Tensor, sigma: Any, layout: ColumnLayout,
+              denoise_fn: DenoiseFn) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._rec_maps(self._record(x, sigma, layout, denoise_fn), layout, x.device)
+
+    def _sync(self, x: torch.Tensor) -> None:
+        if self.options.sync_timing and x.is_cuda:
+            torch.cuda.synchronize(x.device)
+
+    @staticmethod
+    def _masks_key(layout: ColumnLayout, maps: torch.Tensor, valid: torch.Tensor) -> tuple:
+        """What the retention masks of a step belong to: the labels, the maps' shape ``[I, K, h, w]``
+        and which concepts each image holds (``valid`` ``[I, K]``)."""
+        return (layout.labels, tuple(valid.shape) + tuple(maps.shape[-2:]), valid.cpu().numpy().tobytes())
+
+    def _groups(self, layout: ColumnLayout) -> list[tuple[slice, list[int] | None, ColumnLayout]]:
+        """The loss passes of one iteration: ``(images, rows, layout)`` each. One pass for the whole
+        batch, or with ``batch_pass=False`` one per image (its rows, its own layout)."""
+        if self.options.batch_pass:
+            return [(slice(None), None, layout)]
+        image = layout.row_image.tolist() if layout.row_image is not None else list(range(layout.rows))
+        count = max(image) + 1
+        if count == 1:
+            return [(slice(None), None, layout)]
+        groups = []
+        for i in range(count):
+            rows = [r for r, im in enumerate(image) if im == i]
+            groups.append((slice(i, i + 1), rows, select_rows(layout, rows)))
+        return groups
+
+    def _below(self, terms: Any, valid: torch.Tensor) -> torch.Tensor | None:
+        """``[I]`` bool: images whose mean pair overlap is under ``skip_below`` (None when the skip is off)."""
+        k = valid.shape[1]
+        if self.options.skip_below <= 0 or k < 2:
+            return None
+        pairs = concept_pairs(k)
+        m_idx = torch.tensor([p[0] for p in pairs], device=valid.device)
+        n_idx = torch.tensor([p[1] for p in pairs], device=valid.device)
+        pair_ok = (valid[:, m_idx] & valid[:, n_idx]).to(terms.pairs.device)
+        count = pair_ok.sum(1)
+        mean = (terms.pairs.detach() * pair_ok).sum(1) / count.clamp_min(1)
+        return (count > 0) & (mean < self.options.skip_below)
 
     def step(self, x: torch.Tensor, sigma: Any, step: int, layout: ColumnLayout,
              denoise_fn: DenoiseFn) -> StepRecord | None:
@@ -213,31 +315,71 @@ class AStarController:
         record = StepRecord(step=step, sigma=s, step_size=self.schedule.step_size(step), factor=factor)
         self.labels = layout.labels
         p = self.params
-        weights_ctx = frozen(self.capture.unet) if self.options.freeze_weights else contextlib.nullcontext()
-        with weights_ctx:
+        scale = self.options.loss_scale
+        groups = self._groups(layout)
+        image_valid = layout.image_valid
+        with contextlib.ExitStack() as stack:
+            if self.options.freeze_weights:
+                stack.enter_context(frozen(self.capture.unet))
+            if self.options.checkpoint_blocks:
+                stack.enter_context(checkpointed_blocks(self.capture.unet, self.capture.layers))
             for it in range(self.schedule.iterations):
                 if self.should_stop():
                     self.interrupted = True
                     record.skipped.append("interrupted")
                     break
                 z = x.detach().clone().requires_grad_(True)
+                grad = None
+                constant = False
+                firsts: list[tuple[torch.Tensor, torch.Tensor, Any, torch.Tensor | None]] = []
+                key = None
+                use_prev = False
                 with torch.enable_grad():
-                    maps, valid = self._maps(z, sigma, layout, denoise_fn)
-                    key = self._masks_key(layout, maps, valid)
-                    use_prev = self._prev_key == key
-                    terms = astar_loss(maps, valid,
-                                       self._prev_masks if use_prev else None,
-                                       self._prev_ok if use_prev else None,
-                                       p.seg_weight, p.ret_weight)
-                    loss = terms.total.sum()
-                    record.passes += 1
-                    if it == 0:
-                        self._record_first(record, terms, maps, valid, layout, use_prev)
-                    if not loss.requires_grad:
+                    for images, rows, group_layout in groups:
+                        tf = time.perf_counter()
+                        rec = self._record(z, sigma, group_layout, denoise_fn, rows)
+                        self._sync(x)
+                        tl = time.perf_counter()
+                        record.forward_seconds += tl - tf
+                        record.passes += 1
+                        maps, valid = self._rec_maps(rec, group_layout, x.device)
+                        del rec
+                        if key is None:
+                            key = self._masks_key(layout, maps, image_valid)
+                            use_prev = self._prev_key == key
+                        terms = astar_loss(maps, valid,
+                                           self._prev_masks[images] if use_prev else None,
+                                           self._prev_ok[images] if use_prev else None,
+                                           p.seg_weight, p.ret_weight)
+                        below = self._below(terms, valid)
+                        if it == 0:
+                            firsts.append((maps.detach(), valid, _detached(terms), below))
+                        skip = below is not None and bool(below.all())
+                        loss = None
+                        if not skip:
+                            weights = None if below is None else (~below).to(terms.total)
+                            loss = (terms.total if weights is None else terms.total * weights).sum()
+                        del maps, terms
+                        self._sync(x)
+                        record.loss_seconds += time.perf_counter() - tl
+                        if loss is None:
+                            continue
+                        if not loss.requires_grad:
+                            constant = True
+                            continue
+                        tb = time.perf_counter()
+                        (g,) = torch.autograd.grad(loss * scale, z)
+                        self._sync(x)
+                        record.backward_seconds += time.perf_counter() - tb
+                        record.gradients += 1
+                        grad = g if grad is None else grad + g
+                if it == 0:
+                    self._record_first(record, firsts, layout, use_prev)
+                if grad is None:
+                    if constant:
                         record.skipped.append("the loss does not depend on the latent")
-                        break
-                    (grad,) = torch.autograd.grad(loss * self.options.loss_scale, z)
-                grad = grad.float() / self.options.loss_scale
+                    break  # nothing moves (every image under skip_below, or a constant loss)
+                grad = grad.float() / scale
                 if not torch.isfinite(grad).all():
                     record.skipped.append(f"non-finite gradient at iteration {it}")
                     continue
@@ -250,9 +392,18 @@ class AStarController:
         self.records.append(record)
         return record
 
-    def _record_first(self, record: StepRecord, terms: Any, maps: torch.Tensor, valid: torch.Tensor,
-                      layout: ColumnLayout, use_prev: bool) -> None:
-        """Fill the step's diagnostics from the first pass and roll the retention masks."""
+    def _record_first(self, record: StepRecord, firsts: list, layout: ColumnLayout, use_prev: bool) -> None:
+        """Fill the step's diagnostics from the first iteration's passes and roll the retention masks."""
+        if len(firsts) == 1:
+            maps, valid, terms, below = firsts[0]
+        else:
+            maps = torch.cat([f[0] for f in firsts])
+            valid = torch.cat([f[1] for f in firsts])
+            terms = LossTerms(*(torch.cat([getattr(f[2], fld.name) for f in firsts])
+                                for fld in dataclasses.fields(LossTerms)))
+            below = None if firsts[0][3] is None else torch.cat([f[3] for f in firsts])
+        if below is not None:
+            record.below = [bool(b) for b in below.cpu()]
         record.seg_loss = float(terms.seg.detach().mean())
         record.ret_loss = float(terms.ret.detach().mean())
         record.loss = float(terms.total.detach().mean())

@@ -262,13 +262,15 @@ class PassRun:
         image_cond = kwargs.get("image_cond")
         inner = denoiser.inner_model
 
-        def denoise(x: torch.Tensor, sigma: torch.Tensor) -> Any:
+        def denoise(x: torch.Tensor, sigma: torch.Tensor, subset: list[int] | None = None) -> Any:
+            """``subset``: only these of the rows (indexes into ``rows``; the controller's per-image passes)."""
             dev = x.device
-            idx = images.to(dev)
-            c = subscript_rows(tensor, row_index)
+            pick = torch.arange(len(rows)) if subset is None else torch.tensor(subset, dtype=torch.long)
+            idx = images[pick].to(dev)
+            c = subscript_rows(tensor, row_index[pick])
             ic = image_cond[idx.to(image_cond.device)] if image_cond is not None else None
             s = torch.as_tensor(sigma, device=dev)
-            s = s[idx] if s.dim() else s.expand(len(rows))
+            s = s[idx] if s.dim() else s.expand(len(pick))
             return inner(x[idx], s, cond=make_condition_dict(c, ic))
 
         return denoise
