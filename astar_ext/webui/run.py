@@ -367,6 +367,8 @@ def checkpoint_name(model: Any) -> str:
     info = getattr(model, "sd_checkpoint_info", None)
     name = getattr(info, "name_for_extra", None) or getattr(info, "title", None) or checkpoint_of(model)
     return repr(str(name)) if name else "(unknown checkpoint)"
+
+
 def _mean_col(rows: list[list[float]], valid: list[list[bool]], col: int) -> float | None:
     vals = [row[col] for row, ok in zip(rows, valid) if col < len(row) and ok[col]]
     return sum(vals) / len(vals) if vals else None
