@@ -163,17 +163,27 @@ def table(rows: Sequence[tuple[str, dict[str, Any]]], k: int) -> str:
     return "\n".join(lines)
 
 
+def compare(model: ToyLDM, prompts, seeds, configs, base: Any, steps: int, cfg_scale: float,
+            progress=None) -> list[tuple[str, dict[str, Any]]]:
+    """``(name, summary)`` per ``(name, overrides)`` of ``configs``, all on the same prompts and seeds; the
+    ``None`` overrides (plain sampling) must come first: the others' fixed/broken counts are against it."""
+    rows, plain = [], None
+    for name, overrides in configs:
+        scores = evaluate(model, prompts, seeds, settings(overrides, base), steps, cfg_scale)
+        plain = scores if overrides is None else plain
+        rows.append((name, scores.summary(None if overrides is None else plain)))
+        if progress is not None:
+            progress(name, rows[-1][1])
+    return rows
+
+
 def run_ablation(model: ToyLDM, prompts2, prompts3, seeds, base: Any, steps: int, cfg_scale: float,
                  log=print) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for label, prompts in (("two objects", prompts2), ("three objects", prompts3)):
         if not prompts:
             continue
-        rows, plain = [], None
-        for name, overrides in ABLATION:
-            scores = evaluate(model, prompts, seeds, settings(overrides, base), steps, cfg_scale)
-            plain = scores if overrides is None else plain
-            rows.append((name, scores.summary(None if overrides is None else plain)))
+        rows = compare(model, prompts, seeds, ABLATION, base, steps, cfg_scale)
         n = len(prompts) * len(seeds)
         log(f"\n### {label}: {len(prompts)} prompts x {len(seeds)} seeds = {n} images\n")
         log(table(rows, len(prompts[0])))
@@ -200,12 +210,10 @@ def run_sweep(model: ToyLDM, prompt_sets: dict[str, Sequence], seeds, base: Any,
     for label, prompts in prompt_sets.items():
         if not prompts:
             continue
-        rows, plain = [], None
-        for name, overrides in configs:
-            scores = evaluate(model, prompts, seeds, settings(overrides, base), steps, cfg_scale)
-            plain = scores if overrides is None else plain
-            rows.append((name, scores.summary(None if overrides is None else plain)))
-            log(f"{label}, {name}: all present {rows[-1][1]['all_present']:.1%}", flush=True)
+        def progress(name: str, summary: dict[str, Any], label: str = label) -> None:
+            log(f"{label}, {name}: all present {summary['all_present']:.1%}", flush=True)
+
+        rows = compare(model, prompts, seeds, configs, base, steps, cfg_scale, progress=progress)
         n = len(prompts) * len(seeds)
         log(f"\n### sweep, {label}: {len(prompts)} prompts x {len(seeds)} seeds = {n} images "
             "(one setting changed at a time from the base)\n")

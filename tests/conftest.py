@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pathlib
 import warnings
 
 import pytest
 
 from tests.standin.webui.harness import webui  # noqa: F401  (fixture: the stand-in WebUI 1.10.1)
+
+SCRIPT = str(pathlib.Path(__file__).resolve().parents[1] / "scripts" / "astar.py")
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
@@ -72,3 +75,24 @@ def concept_batch(tiny, wrapper, prompt: str = "a cat and a dog", spec: str = "c
     ids, chunks = prompt_ids(wrapper, prompt)
     pt = match_concepts(parse_concepts(spec), chunks, wrapper.tokenize, wrapper.id_end)
     return tiny.encode(ids), ColumnLayout.build([pt])
+
+
+def astar_keys(processed, index=0) -> dict[str, str]:
+    """The ``A-STAR ...`` entries of an image's infotext, parsed as the WebUI's paste does."""
+    from modules import infotext_utils
+
+    params = infotext_utils.parse_generation_parameters(processed.infotexts[index])
+    return {k: str(v) for k, v in params.items() if k.startswith("A-STAR")}
+
+
+def on(concepts="cat, dog", **fields):
+    """Script arguments of the API's dict form: A-STAR on with ``concepts`` and ``fields``."""
+    return [{"enabled": True, "concepts": concepts, **fields}]
+
+
+def run(host, args=None, **kwargs):
+    """A txt2img job of the A-STAR script in the stand-in WebUI ``host`` (the ``webui`` fixture; "a cat and a
+    dog", 6 steps unless given)."""
+    kwargs.setdefault("prompt", "a cat and a dog")
+    kwargs.setdefault("steps", 6)
+    return host.run_txt2img(SCRIPT, args, **kwargs)

@@ -8,35 +8,16 @@ loads extension scripts, so its callback registration is exercised too.
 from __future__ import annotations
 
 import inspect
-import pathlib
 
 import pytest
 import torch
 
-from tests.conftest import hook_count
-
-SCRIPT = str(pathlib.Path(__file__).resolve().parents[1] / "scripts" / "astar.py")
+from tests.conftest import SCRIPT, astar_keys, hook_count, on, run
 
 FIRST_ORDER = ["Euler", "Euler a", "LMS", "DPM++ 2M", "DPM++ 2M SDE", "DPM++ 3M SDE", "LCM", "DDIM", "DDIM CFG++"]
 SECOND_ORDER = ["Heun", "DPM2", "DPM2 a", "DPM++ SDE", "DPM++ 2S a"]
 REFUSED = ["UniPC", "Restart", "DPM fast", "DPM adaptive"]
 
-
-def astar_keys(processed, index=0) -> dict[str, str]:
-    from modules import infotext_utils
-
-    params = infotext_utils.parse_generation_parameters(processed.infotexts[index])
-    return {k: str(v) for k, v in params.items() if k.startswith("A-STAR")}
-
-
-def on(concepts="cat, dog", **fields):
-    return [{"enabled": True, "concepts": concepts, **fields}]
-
-
-def run(webui, args=None, **kwargs):
-    kwargs.setdefault("prompt", "a cat and a dog")
-    kwargs.setdefault("steps", 6)
-    return webui.run_txt2img(SCRIPT, args, **kwargs)
 
 
 def no_hooks_left(webui) -> bool:

@@ -8,32 +8,12 @@ OpenCLIP's padding and v- or eps-prediction (``tests/standin/webui/model.py``).
 
 from __future__ import annotations
 
-import pathlib
 import re
 
 import pytest
 import torch
 
-from tests.conftest import hook_count
-
-SCRIPT = str(pathlib.Path(__file__).resolve().parents[1] / "scripts" / "astar.py")
-
-
-def astar_keys(processed, index=0) -> dict[str, str]:
-    from modules import infotext_utils
-
-    params = infotext_utils.parse_generation_parameters(processed.infotexts[index])
-    return {k: str(v) for k, v in params.items() if k.startswith("A-STAR")}
-
-
-def on(concepts="cat, dog", **fields):
-    return [{"enabled": True, "concepts": concepts, **fields}]
-
-
-def run(webui, args=None, **kwargs):
-    kwargs.setdefault("prompt", "a cat and a dog")
-    kwargs.setdefault("steps", 6)
-    return webui.run_txt2img(SCRIPT, args, **kwargs)
+from tests.conftest import SCRIPT, astar_keys, hook_count, on, run
 
 
 def grad_calls(unet):
