@@ -19,6 +19,8 @@ be used), 500 for anything unexpected.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import re
 from typing import Any
@@ -201,6 +203,8 @@ def describe(prompt: str, concepts: str, tokenizer: Tokenizer, *, steps: int = D
     except P.ParamError as e:
         items = []
         warnings.append(str(e))
+    # one tokenization per text: PassConcepts matches the concepts on it, the words below are read from it
+    tokenizer = dataclasses.replace(tokenizer, tokenize_line=functools.lru_cache(maxsize=None)(tokenizer.tokenize_line))
     pass_concepts = PassConcepts(items, [text], prompt_parser, steps, tokenizer,
                                  use_old_scheduling=use_old_scheduling)
     indexes, _flat, _ = prompt_parser.get_multicond_prompt_list([text])

@@ -251,8 +251,9 @@ class AStarScript(scripts.Script):
         except (CaptureError, ValueError) as e:
             state.skip(f"{label}: {e}")
             return
+        options = engine_options(sd_model)
         try:
-            concepts = self._concepts(p, state, sd_model, is_hr)
+            concepts = self._concepts(p, state, sd_model, is_hr, options.normalize_eot)
         except Exception as e:  # noqa: BLE001 - a tokenizer failure must not stop the generation
             state.skip(f"{label}: could not read the prompt's tokens: {e}")
             return
@@ -265,7 +266,7 @@ class AStarScript(scripts.Script):
             params=state.params, plan=plan, concepts=concepts, unet=unet,
             reconstruct=prompt_parser.reconstruct_multicond_batch, current_model=lambda: shared.sd_model,
             should_stop=lambda: bool(shared.state.interrupted or shared.state.skipped),
-            options=engine_options(sd_model), level=2, layers=layers,
+            options=options, level=2, layers=layers,
             context_transform=host.hypernetwork_transform(shared), label=label,
         )
         if len(layers) < len(all_layers):
@@ -273,7 +274,8 @@ class AStarScript(scripts.Script):
         run.attach(sampler)
         state.runs.append(run)
 
-    def _concepts(self, p: Any, state: GenerationState, sd_model: Any, is_hr: bool) -> PassConcepts:
+    def _concepts(self, p: Any, state: GenerationState, sd_model: Any, is_hr: bool,
+                  normalize_eot: bool) -> PassConcepts:
         prompts = list(p.hr_prompts if is_hr else p.prompts)
         steps = int(getattr(p, "firstpass_steps", None) or p.steps)
         hires_steps = None
@@ -284,7 +286,7 @@ class AStarScript(scripts.Script):
         return PassConcepts(
             state.items, prompts, prompt_parser, steps, host.tokenizer(sd_model), hires_steps=hires_steps,
             use_old_scheduling=bool(_opt("use_old_scheduling", False)),
-            normalize_eot=engine_options(sd_model).normalize_eot,
+            normalize_eot=normalize_eot,
         )
 
     def postprocess_batch(self, p: Any, *args: Any, **kwargs: Any) -> None:
