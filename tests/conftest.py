@@ -29,7 +29,7 @@ def tokenize(clip_wrapper):
 @pytest.fixture(scope="session")
 def tiny():
     """A tiny LatentDiffusion-like model around the real ldm ``UNetModel`` (SD 1.x block layout)."""
-    from astar_ext.tiny import TinyLDM
+    from astar_ext.bench.tiny import TinyLDM
 
     return TinyLDM()
 
@@ -49,7 +49,7 @@ def prompt_ids(wrapper, prompt: str):
 
 @pytest.fixture(scope="session")
 def tiny_xl():
-    """A tiny model with the SDXL block layout (``astar_ext.tiny.sdxl_config``; the stand-in's SDXL model)."""
+    """A tiny model with the SDXL block layout (``astar_ext.bench.tiny.sdxl_config``; the stand-in's SDXL model)."""
     from tests.standin.webui.harness import tiny_sdxl
 
     return tiny_sdxl()

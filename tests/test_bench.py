@@ -16,8 +16,8 @@ import math
 import pytest
 import torch
 
-from astar_ext import bench
-from astar_ext.benchmodels import build_unet
+from astar_ext.bench import speed as bench
+from astar_ext.bench.models import build_unet
 from astar_ext.capture import attention_levels
 
 
@@ -113,7 +113,7 @@ def test_full_size_unets_have_the_published_architecture(name, params, counts):
 
 
 def test_flop_count_of_the_loss_pass_on_the_meta_device():
-    from astar_ext.benchflops import count_flops, estimate, main
+    from astar_ext.bench.flops import count_flops, estimate, main
 
     f = count_flops("tiny", 128, 128)
     assert f["layers"] == 5 and f["plain_step"] > 0

@@ -6,7 +6,7 @@ import k_diffusion as K
 import pytest
 import torch
 
-from astar_ext.webui.samplers import REFUSED, CallPlan, function_name, plan_for
+from astar_ext.samplers import REFUSED, CallPlan, function_name, plan_for
 
 K_SAMPLERS = [
     "sample_euler", "sample_euler_ancestral", "sample_lms", "sample_dpmpp_2m", "sample_dpmpp_2m_sde",

@@ -1,11 +1,11 @@
-"""The engine on a tiny model with the SDXL block layout (``astar_ext.tiny.sdxl_config``), SSD-1B's deleted blocks,
-the layer choices, and map sizes that follow the latent (non-square, not multiples of 64 px).
+"""The engine on a tiny model with the SDXL block layout (``astar_ext.bench.tiny.sdxl_config``), SSD-1B's deleted
+blocks, the layer choices, and map sizes that follow the latent (non-square, not multiples of 64 px).
 
 The tiny SDXL model is the ldm ``UNetModel`` with the blocks sgm's SDXL UNet has and ldm's cannot express added
-(see ``astar_ext/tiny.py``): attention only at levels 1 and 2, 2 and 3 transformer blocks there (SDXL base: 2 and 10),
-a context of two text encoders side by side (16 + 32 channels; SDXL: 768 + 1280) and the ``vector`` (ADM)
-conditioning. ``tools/measure_layers.py`` and a check against sgm's own ``UNetModel`` (README, "SDXL layers") give
-the same layer names on the real SDXL configuration.
+(see ``astar_ext/bench/tiny.py``): attention only at levels 1 and 2, 2 and 3 transformer blocks there (SDXL base:
+2 and 10), a context of two text encoders side by side (16 + 32 channels; SDXL: 768 + 1280) and the ``vector`` (ADM)
+conditioning. ``python -m astar_ext.bench.layers`` and a check against sgm's own ``UNetModel`` (README, "SDXL layers")
+give the same layer names on the real SDXL configuration.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import pytest
 import torch
 
 from astar_ext import params as P
+from astar_ext.bench.tiny import ssd_layout
 from astar_ext.capture import AttentionCapture, CaptureError, attention_levels, select_layers
 from astar_ext.controller import AStarController, EngineOptions
 from astar_ext.losses import segregation_loss
 from astar_ext.maps import ColumnLayout, concept_maps, map_size
 from astar_ext.schedule import Schedule
-from astar_ext.tiny import ssd_layout
 from astar_ext.tokens import match_concepts, parse_concepts
 from tests.conftest import hook_count, prompt_ids
 

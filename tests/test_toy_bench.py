@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from astar_ext import bench_faithfulness as B
+from astar_ext.toy import bench as B
 from astar_ext.toy import data as D
 
 
@@ -62,7 +62,7 @@ def test_quick_benchmark_prints_its_table(quick):
 
 
 def test_demo_writes_a_side_by_side_picture(tmp_path):
-    from astar_ext import demo
+    from astar_ext.toy import demo
 
     out = tmp_path / "demo.png"
     demo.main(["--seeds", "0", "1", "--steps", "10", "--px", "64", "--out", str(out)])

@@ -57,7 +57,7 @@ def test_toy_model_is_built_from_the_webui_modules(toy):
 def test_shipped_model_samples_the_objects_it_is_asked_for(toy):
     """Single objects, 12 prompts x 1 seed: the trained model draws the requested colour nearly always, and
     little else. (Its shapes are rough: the detector rarely recognises them; that is measured, not asserted.)"""
-    from astar_ext.bench_faithfulness import benchmark_prompts
+    from astar_ext.toy.bench import benchmark_prompts
 
     objects = [objs[0] for objs in benchmark_prompts(2, 12)]
     prompts = [f"a {c} {s}" for c, s in objects]

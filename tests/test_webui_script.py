@@ -93,7 +93,7 @@ def test_the_correction_is_made_on_the_samplers_own_latent(webui, monkeypatch, s
     """The tensor A-STAR corrects in place is the sampler function's own ``x`` at that moment, at every
     corrected step, so the sampler steps from the corrected latent (the correction persists)."""
     from astar_ext.controller import AStarController
-    from astar_ext.webui.samplers import plan_for
+    from astar_ext.samplers import plan_for
 
     seen = []
     original = AStarController.step

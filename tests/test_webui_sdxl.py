@@ -1,8 +1,8 @@
 """The A-STAR script in the STAND-IN WebUI with SDXL, SSD-1B and SD 2.x models, any image size, the layer setting
 and the refiner.
 
-The stand-in's SDXL model is the tiny SDXL block layout (``astar_ext.tiny.sdxl_config``) behind a conditioner with two
-text wrappers (CLIP-L-like, OpenCLIP-bigG-like) and the ``vector`` conditioning; SD 2.x is the tiny SD1 layout with
+The stand-in's SDXL model is the tiny SDXL block layout (``astar_ext.bench.tiny.sdxl_config``) behind a conditioner with
+two text wrappers (CLIP-L-like, OpenCLIP-bigG-like) and the ``vector`` conditioning; SD 2.x is the tiny SD1 layout with
 OpenCLIP's padding and v- or eps-prediction (``tests/standin/webui/model.py``).
 """
 

@@ -9,5 +9,6 @@
 * :mod:`.train` — the seeded, resumable training script that produced them;
 * :mod:`.sample` — k-diffusion sampling with CFG and the engine's :class:`~astar_ext.controller.AStarController`.
 
-The benchmark is :mod:`astar_ext.bench_faithfulness`, the demo :mod:`astar_ext.demo`.
+* :mod:`.bench` — the faithfulness benchmark (``python -m astar_ext.toy.bench``);
+* :mod:`.demo` — plain vs A-STAR side by side (``python -m astar_ext.toy.demo``).
 """

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..tiny import sd_alphas_cumprod
+from ..bench.tiny import sd_alphas_cumprod
 from .tokenizer import CHUNK, UNK, VOCAB, ToyTokenizer
 
 WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy_model.pt")

@@ -1,5 +1,6 @@
-"""The WebUI adapter: the only part of the extension that imports the WebUI's ``modules`` and gradio.
+"""The AUTOMATIC1111 WebUI adapter: the only part of the extension that imports that WebUI's ``modules`` and gradio.
 
-``samplers`` and ``concepts`` are host-free (they take the WebUI's functions as arguments);
-``host``, ``run`` and ``script`` talk to the WebUI.
+``host`` checks the host and the model and wraps the model's tokenizer; ``script`` is the Script (UI, hooks,
+infotext, XYZ axes, settings); ``route`` adds the token route. The sampling run itself is host-free and lives in
+the engine (:mod:`astar_ext.passrun`, :mod:`astar_ext.passconcepts`, :mod:`astar_ext.samplers`).
 """

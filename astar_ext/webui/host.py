@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .concepts import Tokenizer
+from ..passconcepts import Tokenizer
 
 
 def is_sd2(sd_model: Any) -> bool:
@@ -40,7 +40,8 @@ def excludes_eot(sd_model: Any) -> bool:
 
 LAYER_DEFAULTS = {"sd": "all", "sdxl": "all"}
 """The layer choice that the setting's "automatic" means, per model family. Measured on SDXL base's layout
-(``tools/measure_layers.py``, README "SDXL layers"; random weights, CPU): every choice that includes decoder layers
+(``python -m astar_ext.bench.layers``, README "SDXL layers"; random weights, CPU): every choice that includes
+decoder layers
 costs about what ``all`` costs (the early exit stops after the last captured layer, ``output_blocks.2``, in each
 case), and the encoder-only choices (``down``, ``down+mid``: 0.4-0.7x the time of ``all``) give latent gradients
 that agree only partly with the all-layer objective (cosine -0.15 to 0.65), so ``all`` (Attend-and-Excite's rule)

@@ -31,10 +31,10 @@ from modules import extra_networks, prompt_parser, shared
 from starlette.concurrency import run_in_threadpool
 
 from .. import params as P
+from ..passconcepts import PassConcepts, Tokenizer
 from ..suggest import suggest
 from ..tokens import CHUNK_TOKENS, ConceptItem, Word, parse_concepts, prompt_words
 from . import host
-from .concepts import PassConcepts, Tokenizer
 
 ROUTE = "/astar/v1/tokens"
 MAX_PROMPT_CHARS = 20000

@@ -8,7 +8,7 @@ Data flow of one generation (``webui-host.md`` §1.3 gives the WebUI's call orde
 * ``before_process_batch``: a new batch starts with an empty summary.
 * ``process_before_every_sampling``: for the pass about to run (first pass; the hires pass only
   when asked), check the sampler, match the concepts against the pass's prompts with the loaded
-  model's tokenizer, and attach a :class:`~astar_ext.webui.run.PassRun` to ``p.sampler``.
+  model's tokenizer, and attach a :class:`~astar_ext.passrun.PassRun` to ``p.sampler``.
 * ``postprocess_batch``: detach the runs (they detach themselves when sampling ends; this is the
   safety net) and write the summary into the infotext before the images are saved.
 
@@ -26,12 +26,12 @@ from modules import prompt_parser, script_callbacks, scripts, sd_samplers, share
 from .. import params as P
 from ..capture import LAYER_CHOICES, CaptureError, remove_all, select_layers
 from ..controller import EngineOptions
+from ..passconcepts import PassConcepts
+from ..passrun import PassRun, detach_all
+from ..samplers import plan_for
 from ..tokens import parse_concepts
 from . import host
-from .concepts import PassConcepts
 from .route import on_app_started as add_token_route
-from .run import PassRun, detach_all
-from .samplers import plan_for
 
 try:  # WebUI >= 1.8
     from modules.infotext_utils import PasteField

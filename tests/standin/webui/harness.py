@@ -71,9 +71,9 @@ _tiny_sdxl: dict = {}
 
 
 def tiny_sdxl(seed=0, ssd=False):
-    """The session's tiny model with the SDXL block layout (``astar_ext.tiny.sdxl_config``), one per seed; ``ssd``:
-    another one, with the blocks of SSD-1B deleted (``astar_ext.tiny.ssd_layout``)."""
-    from astar_ext.tiny import TinyLDM, sdxl_config, ssd_layout
+    """The session's tiny model with the SDXL block layout (``astar_ext.bench.tiny.sdxl_config``), one per seed;
+    ``ssd``: another one, with the blocks of SSD-1B deleted (``astar_ext.bench.tiny.ssd_layout``)."""
+    from astar_ext.bench.tiny import TinyLDM, sdxl_config, ssd_layout
 
     if (seed, ssd) not in _tiny_sdxl:
         model = TinyLDM(sdxl_config(seed=seed))
@@ -204,7 +204,7 @@ class WebUI:
     def add_refiner(self, seed=1, variant="sd1"):
         """A second model (a ``TinyLDM`` with other weights) registered as ``tiny-refiner.safetensors``; pass its
         ``sd_checkpoint_info.title`` as ``refiner_checkpoint``. ``variant="sdxl"``: a tiny SDXL-layout model."""
-        from astar_ext.tiny import TinyConfig, TinyLDM
+        from astar_ext.bench.tiny import TinyConfig, TinyLDM
 
         if variant == "sdxl":
             return self.make_model("sdxl", name="tiny-refiner.safetensors", tiny=tiny_sdxl(seed))

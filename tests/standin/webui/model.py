@@ -11,13 +11,13 @@ flags ``is_sd1``/``is_sd2``/``is_sdxl``/``is_sd3``/``is_ssd``/``is_sdxl_inpaint`
 
 Variants: ``"sd1"``; ``"sd2"`` (``is_sd2``, ``parameterization "v"`` like the 768-v models, the text wrapper pads
 with id 0 after the first end token like OpenCLIP); ``"sd2-base"`` (the same, ``parameterization "eps"`` like the
-512-base models); ``"sdxl"`` around a tiny model with the SDXL block layout (``astar_ext.tiny.sdxl_config``):
+512-base models); ``"sdxl"`` around a tiny model with the SDXL block layout (``astar_ext.bench.tiny.sdxl_config``):
 ``is_sdxl``, a ``conditioner`` (sgm's ``GeneralConditioner`` as the WebUI patches it: no ``tokenize_line``) whose two
 text wrappers in ``.embedders`` (CLIP-L-like, padding with the end id; bigG-like, padding with 0 and giving the pooled
 output) are concatenated channel-wise into ``crossattn``, and ``vector`` = pooled output + embeddings of the image
 size (from the ``SdConditioning``'s ``width``/``height``, 1024 when absent, as the WebUI); ``apply_model`` takes
 sgm's dict and the wrapper passes ``vector`` to the UNet as ``y`` (sgm's ``OpenAIWrapper``); ``"ssd"``: the same
-with ``is_ssd`` around a tiny SDXL model with SSD-1B's blocks deleted (``astar_ext.tiny.ssd_layout``).
+with ``is_ssd`` around a tiny SDXL model with SSD-1B's blocks deleted (``astar_ext.bench.tiny.ssd_layout``).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class StandinTextWrapper(nn.Module):
                 tokens[row, ids.index(self.id_end) + 1:] = self.id_pad
         z = self.encode_with_transformers(tokens)
         if self.return_pooled:
-            from astar_ext.tiny import pooled_output
+            from astar_ext.bench.tiny import pooled_output
 
             self.pooled = pooled_output(z, tokens, self.id_end)
 
@@ -170,7 +170,7 @@ class StandinConditioner(nn.Module):
         return self.embedders[0].get_target_prompt_token_count(token_count)
 
     def forward(self, texts, force_zero_embeddings=(), size_embedding=8):
-        from astar_ext.tiny import sdxl_vector
+        from astar_ext.bench.tiny import sdxl_vector
 
         outputs = [e(texts) for e in self.embedders]
         crossattn = torch.cat([o[0] if isinstance(o, tuple) else o for o in outputs], dim=2)

@@ -24,13 +24,13 @@ Architectures (``--arch``):
   ``sgm`` importable (the WebUI's ``repositories/generative-models``; run with the WebUI's venv). ``--ssd`` then
   deletes the blocks the WebUI's ``convert_sdxl_to_ssd`` deletes (SSD-1B); ``--model-channels 160`` halves every
   width (a quarter of the parameters, same blocks and 64-channel heads) where memory is short.
-* ``tiny-sdxl``: :func:`astar_ext.tiny.sdxl_config` on the ldm ``UNetModel`` (any environment with the tests'
+* ``tiny-sdxl``: :func:`astar_ext.bench.tiny.sdxl_config` on the ldm ``UNetModel`` (any environment with the tests'
   requirements).
 
 Example (the README's table)::
 
     PYTHONPATH=/work/webui-run/webui/repositories/generative-models OMP_NUM_THREADS=1 \\
-        /work/webui-run/venv/bin/python tools/measure_layers.py \\
+        /work/webui-run/venv/bin/python -m astar_ext.bench.layers \\
         --arch sgm:/work/webui-run/webui/repositories/generative-models/configs/inference/sd_xl_base.yaml \\
         --size 256 --reps 1 --choices all,up,down,down+mid,mid+up
 """
@@ -38,19 +38,15 @@ Example (the README's table)::
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from astar_ext.capture import LAYER_CHOICES, AttentionCapture, CaptureError, frozen, select_layers  # noqa: E402
-from astar_ext.losses import astar_loss, retention_masks, segregation_loss  # noqa: E402
-from astar_ext.maps import ColumnLayout, concept_maps  # noqa: E402
-from astar_ext.tokens import Concept, PromptTokens  # noqa: E402
+from ..capture import LAYER_CHOICES, AttentionCapture, CaptureError, frozen, select_layers
+from ..losses import astar_loss, retention_masks, segregation_loss
+from ..maps import ColumnLayout, concept_maps
+from ..tokens import Concept, PromptTokens
 
 
 def build_sgm(path: str, ssd: bool, model_channels: int | None = None) -> tuple[torch.nn.Module, int, int]:
@@ -67,7 +63,7 @@ def build_sgm(path: str, ssd: bool, model_channels: int | None = None) -> tuple[
     torch.manual_seed(0)
     unet = UNetModel(**cfg)
     if ssd:
-        from astar_ext.tiny import ssd_layout
+        from .tiny import ssd_layout
 
         ssd_layout(unet, deep_kept=4)
     reinit_zero(unet)
@@ -75,7 +71,7 @@ def build_sgm(path: str, ssd: bool, model_channels: int | None = None) -> tuple[
 
 
 def build_tiny() -> tuple[torch.nn.Module, int, int]:
-    from astar_ext.tiny import TinyLDM, sdxl_config
+    from .tiny import TinyLDM, sdxl_config
 
     cfg = sdxl_config()
     return TinyLDM(cfg).diffusion_model.eval(), cfg.context_dim, cfg.adm_in_channels

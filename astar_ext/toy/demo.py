@@ -1,7 +1,7 @@
 """A-STAR on any machine: the shipped toy model, one prompt, plain vs A-STAR, with concept heatmaps.
 
-    python -m astar_ext.demo                                   # writes astar_demo.png
-    python -m astar_ext.demo --prompt "a red circle with a blue square" --seeds 0 1 2 3 --out demo.png
+    python -m astar_ext.toy.demo                                   # writes astar_demo.png
+    python -m astar_ext.toy.demo --prompt "a red circle with a blue square" --seeds 0 1 2 3 --out demo.png
 
 For each seed the picture has one row: the plain image and its concepts' attention maps, then the
 A-STAR image (same seed) and its maps. A map is the engine's concept map (8x8, A&E's normalisation)
@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from . import params as P
-from .toy import data as D
-from .toy import detect as T
-from .toy.model import load_model
-from .toy.sample import DEFAULT_CFG, DEFAULT_STEPS, generate
+from .. import params as P
+from . import data as D
+from . import detect as T
+from .model import load_model
+from .sample import DEFAULT_CFG, DEFAULT_STEPS, generate
 
 # one of the benchmark's two-object prompts that plain sampling misses most often at seeds 0-7 (3 of 8 complete;
 # the two it misses more are harder for A-STAR too: docs/faithfulness.md)
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--out", default="astar_demo.png")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)  # a small model: one thread is fastest, and kind to a busy machine
-    from .bench_faithfulness import parse_overrides
+    from .bench import parse_overrides
 
     concepts = a.concepts or ", ".join(f"{c} {s}" for c, s in D.objects_in(a.prompt))
     if not concepts:

@@ -1,7 +1,7 @@
 """A minimal host for the benchmark: the WebUI 1.10.1 sampling path without the WebUI.
 
-:mod:`astar_ext.bench` drives the real k-diffusion sampler functions and the real
-:class:`~astar_ext.webui.run.PassRun` (its ``functools.wraps`` wrapper of ``sampler.func`` and its
+:mod:`astar_ext.bench.speed` drives the real k-diffusion sampler functions and the real
+:class:`~astar_ext.passrun.PassRun` (its ``functools.wraps`` wrapper of ``sampler.func`` and its
 forward pre-hook on the CFG denoiser) through the small imitations below. Nothing here imports the
 WebUI or the tests.
 
@@ -37,8 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .tokens import CHUNK_TOKENS, PROMPT_TOKENS
-from .webui.concepts import Tokenizer
+from ..passconcepts import Tokenizer
+from ..tokens import CHUNK_TOKENS, PROMPT_TOKENS
 
 ID_START = 49406
 ID_END = 49407
@@ -71,7 +71,7 @@ class ClipTokens:
         return self.bpe.decoder[token_id]
 
     def tokenizer(self) -> Tokenizer:
-        """The :class:`~astar_ext.webui.concepts.Tokenizer` that ``PassConcepts`` takes."""
+        """The :class:`~astar_ext.passconcepts.Tokenizer` that ``PassConcepts`` takes."""
         return Tokenizer(self.tokenize_line, self.tokenize, ID_END, self.decode)
 
 

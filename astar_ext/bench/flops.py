@@ -1,6 +1,6 @@
 """FLOP count of plain and A-STAR sampling steps of the full-size UNets, without a GPU or weights.
 
-``python -m astar_ext.benchflops --config sd15`` (or ``sdxl``) builds the UNet on PyTorch's ``meta``
+``python -m astar_ext.bench.flops --config sd15`` (or ``sdxl``) builds the UNet on PyTorch's ``meta``
 device (shapes only, no memory, no arithmetic) and counts the floating-point operations of the
 matrix products, convolutions and attention (``torch.utils.flop_counter``'s formulas) of
 
@@ -28,11 +28,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from . import params as P
-from .benchhost import use_sdp_attention
-from .benchmodels import SPECS, build_unet
-from .capture import LAYER_CHOICES, AttentionCapture, frozen, select_layers
-from .checkpointing import checkpointed_blocks
+from .. import params as P
+from ..capture import LAYER_CHOICES, AttentionCapture, frozen, select_layers
+from ..checkpointing import checkpointed_blocks
+from .host import use_sdp_attention
+from .models import SPECS, build_unet
 
 
 class FlopCount(TorchDispatchMode):
@@ -129,7 +129,7 @@ def estimate(flops: dict, steps: int, window: float) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m astar_ext.benchflops", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m astar_ext.bench.flops", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", choices=sorted(SPECS), default="sd15")
     ap.add_argument("--size", default=None, help="WIDTHxHEIGHT (default: the config's)")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the config's)")

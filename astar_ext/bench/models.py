@@ -6,7 +6,7 @@ Each is a small ``LatentDiffusion`` look-alike (:class:`BenchModel`): ``diffusio
 random (seeded); the layers ldm initialises to zero get random weights too, so that every block
 takes part in the output and in the gradient. Cost does not depend on the weights' values.
 
-* ``tiny``: :class:`astar_ext.tiny.TinyLDM` (SD 1.x block layout, 32 channels), 256x256 px
+* ``tiny``: :class:`astar_ext.bench.tiny.TinyLDM` (SD 1.x block layout, 32 channels), 256x256 px
   (latent 32x32), its seeded text encoder over CLIP's ids.
 * ``sd15``: ldm ``UNetModel`` with ``configs/v1-inference.yaml``'s parameters (model_channels 320,
   channel_mult [1, 2, 4, 4], attention_resolutions [4, 2, 1], num_res_blocks 2, num_heads 8,

@@ -34,11 +34,11 @@ from typing import Any
 
 import torch
 
-from ..capture import AttentionCapture
-from ..controller import AStarController, EngineOptions, mean_overlap
-from ..schedule import Schedule
-from .concepts import PassConcepts
+from .capture import AttentionCapture
+from .controller import AStarController, EngineOptions, mean_overlap
+from .passconcepts import PassConcepts
 from .samplers import CallPlan
+from .schedule import Schedule
 
 _ATTACHED: dict[int, PassRun] = {}
 
@@ -62,8 +62,8 @@ class PassRun:
 
     Args:
         params: the generation's ``AStarParams``.
-        plan: the sampler's :class:`~astar_ext.webui.samplers.CallPlan`.
-        concepts: the pass's :class:`~astar_ext.webui.concepts.PassConcepts`.
+        plan: the sampler's :class:`~astar_ext.samplers.CallPlan`.
+        concepts: the pass's :class:`~astar_ext.passconcepts.PassConcepts`.
         unet: the UNet whose ``attn2`` layers are captured.
         reconstruct: ``prompt_parser.reconstruct_multicond_batch``.
         current_model: returns the loaded model (a change means the refiner took over).

@@ -207,7 +207,7 @@ def deepen_transformers(unet: nn.Module, depth: tuple[int, ...]) -> int:
     transformer's class becomes :func:`shared_context_transformer`."""
     from ldm.modules.attention import BasicTransformerBlock, SpatialTransformer
 
-    from .capture import attention_levels
+    from ..capture import attention_levels
 
     shared_cls = shared_context_transformer()
     levels = attention_levels(unet)

@@ -5,9 +5,9 @@ GPU, ``python -m astar_ext.bench --config sd15`` / ``--config sdxl`` (full-size 
 weights, fp16 autocast as in the WebUI). ``--help`` lists every option.
 
 Every generation runs a real k-diffusion sampler function (DPM++ 2M with Karras sigmas, the WebUI's
-default, unless ``--sampler``) on the CFG denoiser of :mod:`astar_ext.benchhost` (the main path of
+default, unless ``--sampler``) on the CFG denoiser of :mod:`astar_ext.bench.host` (the main path of
 WebUI 1.10.1's ``CFGDenoiser.forward``); the A-STAR generations attach the real
-:class:`~astar_ext.webui.run.PassRun` to the sampler object, so its ``functools.wraps`` wrapper and
+:class:`~astar_ext.passrun.PassRun` to the sampler object, so its ``functools.wraps`` wrapper and
 its forward pre-hook on the denoiser are what is measured. The plain generation and the variants
 alternate in one process (the order rotates at every repetition) after a warm-up; the report gives
 medians and their ratios to the plain generation of the same batch size.
@@ -47,15 +47,15 @@ from typing import Any
 
 import torch
 
-from . import params as P
-from .benchhost import CFGDenoiser, ClipTokens, Conditioning, PlainPrompts, Sampler, use_sdp_attention
-from .benchmodels import SPECS, build_model, conditioning, parameter_bytes
-from .capture import LAYER_CHOICES, select_layers
-from .controller import EngineOptions, mean_overlap
-from .tokens import parse_concepts
-from .webui.concepts import PassConcepts
-from .webui.run import PassRun
-from .webui.samplers import plan_for
+from .. import params as P
+from ..capture import LAYER_CHOICES, select_layers
+from ..controller import EngineOptions, mean_overlap
+from ..passconcepts import PassConcepts
+from ..passrun import PassRun
+from ..samplers import plan_for
+from ..tokens import parse_concepts
+from .host import CFGDenoiser, ClipTokens, Conditioning, PlainPrompts, Sampler, use_sdp_attention
+from .models import SPECS, build_model, conditioning, parameter_bytes
 
 MODEL_SEED = 0  # the weights and the full-size UNets' random conditioning; --seed sets the noise
 NOISE_DX = 1e-2  # a max|dx| below this is float rounding (e.g. batch-1 vs batch-2 kernels), not a change

@@ -17,8 +17,8 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..maps import ColumnLayout
-from ..tokens import ConceptItem, PromptTokens, match_concepts
+from .maps import ColumnLayout
+from .tokens import ConceptItem, PromptTokens, match_concepts
 
 
 @dataclasses.dataclass

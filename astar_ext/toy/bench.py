@@ -1,9 +1,9 @@
 """Neglect benchmark on the shipped toy model: how often every object of the prompt is in the image.
 
-    python -m astar_ext.bench_faithfulness             # plain vs A-STAR and the loss ablation
-    python -m astar_ext.bench_faithfulness --quick     # a few prompts (what CI runs)
-    python -m astar_ext.bench_faithfulness --sweep     # step scale, window, mask threshold, loss weights
-    python -m astar_ext.bench_faithfulness --compare "" "ret_weight=2" --first-seed 100   # chosen settings
+    python -m astar_ext.toy.bench             # plain vs A-STAR and the loss ablation
+    python -m astar_ext.toy.bench --quick     # a few prompts (what CI runs)
+    python -m astar_ext.toy.bench --sweep     # step scale, window, mask threshold, loss weights
+    python -m astar_ext.toy.bench --compare "" "ret_weight=2" --first-seed 100   # chosen settings
 
 A fixed set of two- and three-object prompts (distinct colours and shapes, e.g. "a red circle and a
 blue square") is generated at fixed seeds, plain and with A-STAR (concepts: the objects, e.g.
@@ -40,11 +40,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import params as P
-from .toy import data as D
-from .toy import detect as T
-from .toy.model import ToyLDM, load_model
-from .toy.sample import DEFAULT_CFG, DEFAULT_STEPS, generate
+from .. import params as P
+from . import data as D
+from . import detect as T
+from .model import ToyLDM, load_model
+from .sample import DEFAULT_CFG, DEFAULT_STEPS, generate
 
 
 def benchmark_prompts(n_objects: int, count: int, seed: int = 2023) -> list[tuple[tuple[str, str], ...]]:
