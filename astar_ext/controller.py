@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -37,6 +37,21 @@ from .params import DEFAULTS
 from .schedule import Schedule, sigma_space_factor
 
 DenoiseFn = Callable[[torch.Tensor, Any], Any]
+
+
+@contextlib.contextmanager
+def grad_mode() -> Iterator[None]:
+    """Autograd on for the loss pass, also when the host samples under ``torch.inference_mode()``.
+
+    WebUI Forge runs the whole batch loop in inference mode (``modules/processing.py``), where
+    ``torch.enable_grad()`` alone records nothing. Inside this block inference mode is off (a no-op
+    where it was not on): tensors made here are normal tensors that autograd can save, while the
+    inference tensors of the host (the sampler's latent, the conditioning) can still be read. Writing
+    into an inference tensor in place is allowed only in inference mode, so the caller updates the
+    latent after the block.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,13 +343,14 @@ class AStarController:
                     self.interrupted = True
                     record.skipped.append("interrupted")
                     break
-                z = x.detach().clone().requires_grad_(True)
                 grad = None
                 constant = False
                 firsts: list[tuple[torch.Tensor, torch.Tensor, Any, torch.Tensor | None]] = []
                 key = None
                 use_prev = False
-                with torch.enable_grad():
+                with grad_mode():
+                    # a normal tensor even when x is an inference tensor (Forge samples in inference mode)
+                    z = x.detach().clone().requires_grad_(True)
                     for images, rows, group_layout in groups:
                         tf = time.perf_counter()
                         rec = self._record(z, sigma, group_layout, denoise_fn, rows)
@@ -384,6 +400,7 @@ class AStarController:
                     record.skipped.append(f"non-finite gradient at iteration {it}")
                     continue
                 record.grad_norm = float(grad.norm())
+                # back in the caller's mode: an inference tensor can be written in place only in inference mode
                 with torch.no_grad():
                     delta = grad * (record.step_size * factor)
                     x.copy_((x.float() - delta).to(x.dtype))
