@@ -165,6 +165,11 @@ def _scalar(sigma: Any) -> float:
     return float(sigma)
 
 
+def _plain(t: torch.Tensor | None) -> torch.Tensor | None:
+    """``t``, or a normal copy of it when it is an inference tensor (call outside inference mode)."""
+    return t.clone() if isinstance(t, torch.Tensor) and t.is_inference() else t
+
+
 def _rows(t: torch.Tensor) -> list[list[float]]:
     return [[float(v) for v in row] for row in t.detach().float().cpu()]
 
@@ -331,6 +336,13 @@ class AStarController:
         self.labels = layout.labels
         p = self.params
         scale = self.options.loss_scale
+        with torch.inference_mode(False):
+            # what the loss saves for its backward pass must not be an inference tensor (Forge builds the
+            # layout and the previous step's masks under inference mode)
+            layout = dataclasses.replace(layout, **{f.name: _plain(getattr(layout, f.name))
+                                                    for f in dataclasses.fields(layout)
+                                                    if isinstance(getattr(layout, f.name), torch.Tensor)})
+            self._prev_masks, self._prev_ok = _plain(self._prev_masks), _plain(self._prev_ok)
         groups = self._groups(layout)
         image_valid = layout.image_valid
         with contextlib.ExitStack() as stack:

@@ -24,6 +24,8 @@ facts with file references) keeps the WebUI's extension interface, so the A-STAR
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -149,9 +151,62 @@ def cond_pass(reconstruct: Any, denoiser: torch.nn.Module, kwargs: dict, call: i
         transformer_options = dict(options.get("transformer_options", {}))
         transformer_options.update(cond_or_uncond=[0], sigmas=s, cond_mark=torch.zeros(n).to(s),
                                    cond_indices=list(range(n)), uncond_indices=[])
-        return model.apply_model(x_in, s, transformer_options=transformer_options, **conds)
+        with autograd_safe(model.diffusion_model):
+            return model.apply_model(x_in, s, transformer_options=transformer_options, **conds)
 
     return denoise
+
+
+def _clone_input(module: torch.nn.Module, args: tuple) -> tuple | None:
+    x = args[0] if args else None
+    if isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled():
+        return (x.clone(),) + tuple(args[1:])
+    return None
+
+
+@contextlib.contextmanager
+def autograd_safe(unet: torch.nn.Module) -> Iterator[None]:
+    """Make Forge's UNet differentiable for one call of the loss pass (a no-op when grad mode is off).
+
+    Forge's UNet is written for inference and breaks autograd in two places:
+
+    * ``BasicTransformerBlock._forward`` (``backend/nn/unet.py``) adds the attention and feed-forward outputs
+      to the residual stream in place (``x += n``) after ``norm1``/``norm2``/``norm3`` have saved that same
+      tensor for their backward pass ("modified by an inplace operation"). A forward pre-hook hands each of
+      these norms a copy of its input while autograd records, so the in-place add no longer touches a saved
+      tensor; the values are the same.
+    * The sub-quadratic attention that Forge picks on the CPU (``backend/attention.py``,
+      ``attention_sub_quad``) computes ``torch.exp(x, out=x)``, which autograd refuses. ``backend/nn/unet.py``
+      imported ``attention_function`` by name, so for the duration of the call its module global is set to
+      ``attention_pytorch`` (the same attention, PyTorch's ``scaled_dot_product_attention``) and restored after.
+      Forge's other kernels (PyTorch SDPA on a GPU, xformers, split, basic without a mask) are left alone.
+    """
+    if not torch.is_grad_enabled():
+        yield
+        return
+    import backend.attention as attention
+    import backend.nn.unet as forge_unet
+
+    handles = []
+    try:
+        for block in unet.modules():
+            if type(block).__name__ == "BasicTransformerBlock":
+                for name in ("norm1", "norm2", "norm3"):
+                    norm = getattr(block, name, None)
+                    if isinstance(norm, torch.nn.Module):
+                        handles.append(norm.register_forward_pre_hook(_clone_input))
+        saved = getattr(forge_unet, "attention_function", None)
+        swap = saved is not None and saved is getattr(attention, "attention_sub_quad", None)
+        if swap:
+            forge_unet.attention_function = attention.attention_pytorch
+        try:
+            yield
+        finally:
+            if swap:
+                forge_unet.attention_function = saved
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class ForgeHost:
