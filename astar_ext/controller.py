@@ -438,8 +438,9 @@ class AStarController:
         record.loss = float(terms.total.detach().mean())
         record.overlap = _rows(terms.pairs)
         record.pair_valid = _pair_valid(valid)
-        masks, ok = retention_masks(maps, self.params.mask_threshold, self.options.mask_method)
-        ok = ok & valid.to(ok.device)
+        with torch.inference_mode(False):  # normal tensors: the next iteration's or step's loss saves them
+            masks, ok = retention_masks(maps, self.params.mask_threshold, self.options.mask_method)
+            ok = ok & _plain(valid).to(ok.device)
         ret = terms.retention.detach().float().cpu()
         if use_prev:
             had = (self._prev_ok & valid.to(ok.device)).cpu()
