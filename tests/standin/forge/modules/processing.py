@@ -3,7 +3,7 @@
 * The batch loop runs under ``torch.inference_mode()`` (Forge's ``process_images_inner``, where the WebUI has
   ``torch.no_grad()``): in ``process_before_every_sampling`` and during sampling, inference mode is on and the
   latents and conditionings are inference tensors.
-* ``p.sd_model.forge_objects`` is re-copied from ``forge_objects_original`` just before the txt2img sampling (and
+* ``p.sd_model.forge_objects`` is re-copied from ``forge_objects_after_applying_lora`` just before the txt2img sampling (and
   so before ``process_before_every_sampling``), as Forge does.
 * ``txt2img_image_conditioning``: Forge's non-inpainting models get the ``[B, 5, 1, 1]`` zeros.
 """
@@ -42,7 +42,7 @@ class StableDiffusionProcessingTxt2Img(_base.StableDiffusionProcessingTxt2Img):
         return txt2img_image_conditioning(self.sd_model, x, width or self.width, height or self.height)
 
     def sample(self, *args, **kwargs):
-        self.sd_model.forge_objects = self.sd_model.forge_objects_original.shallow_copy()
+        self.sd_model.forge_objects = self.sd_model.forge_objects_after_applying_lora.shallow_copy()
         return super().sample(*args, **kwargs)
 
 
