@@ -76,11 +76,11 @@ def test_off_by_default_and_bit_identical_to_no_extension(forge):
 
 
 def test_positional_list_and_dict(forge):
-    keys = astar_keys(run(forge, [True, "cat, dog", 20.0, 0.5])[0])
+    keys = astar_keys(run(forge, [True, "cat, dog", 20.0, 0.5]).processed)
     assert keys["A-STAR concepts"] == "cat, dog" and keys["A-STAR passes"] == "3"
     before, after = (float(v) for v in keys["A-STAR overlap"].split("->"))
     assert 0 <= before <= 0.5 and 0 <= after <= 0.5
-    keys = astar_keys(run(forge, [{"concepts": ["cat", 5], "iterations": 2}], api=True)[0])
+    keys = astar_keys(run(forge, [{"concepts": ["cat", 5], "iterations": 2}], api=True).processed)
     assert keys["A-STAR concepts"] == "cat, #5" and keys["A-STAR passes"] == "6"
 
 
@@ -205,7 +205,7 @@ def test_the_sub_quadratic_kernel_is_restored_after_the_loss_pass(forge):
     import backend.nn.unet as forge_unet
 
     assert forge_unet.attention_function is attention.attention_sub_quad
-    keys = astar_keys(run(forge, on(), steps=4)[0])
+    keys = astar_keys(run(forge, on(), steps=4).processed)
     assert keys["A-STAR passes"] == "2" and "A-STAR error" not in keys
     assert forge_unet.attention_function is attention.attention_sub_quad
 
@@ -238,7 +238,7 @@ def test_sdxl_with_both_text_engines(forge):
 
 def test_hires_and_heatmaps(forge):
     extra = dict(enable_hr=True, hr_scale=1.5, hr_second_pass_steps=4, denoising_strength=0.6)
-    keys = astar_keys(run(forge, on(hires=True), **extra)[0])
+    keys = astar_keys(run(forge, on(hires=True), **extra).processed)
     assert keys["A-STAR passes"] == "5" and "A-STAR hires overlap" in keys, keys
     processed, _ = run(forge, on(heatmaps=True))
     assert len(processed.images) == 2 and "A-STAR heatmap: " in processed.infotexts[1]
