@@ -21,9 +21,6 @@ import contextlib
 import copy
 
 import torch
-from backend.modules.k_model import KModel
-from backend.nn.unet import forgeify
-from backend.patcher.unet import UnetPatcher
 
 from tests.standin.webui.model import StandinConditioner, StandinFirstStage, StandinTextWrapper
 
@@ -40,6 +37,11 @@ class StandinForgeModel:
     def __init__(self, tiny, variant: str = "sd1", embeddings=None):
         if variant not in ("sd1", "sdxl"):
             raise ValueError(f"unknown variant {variant!r}")
+        # imported here, not at the top: the fixture installs a fresh ``backend`` for each test
+        from backend.modules.k_model import KModel
+        from backend.nn.unet import forgeify
+        from backend.patcher.unet import UnetPatcher
+
         xl = variant == "sdxl"
         with torch.inference_mode():
             unet = forgeify(copy.deepcopy(tiny.diffusion_model))

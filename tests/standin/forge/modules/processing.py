@@ -3,8 +3,8 @@
 * The batch loop runs under ``torch.inference_mode()`` (Forge's ``process_images_inner``, where the WebUI has
   ``torch.no_grad()``): in ``process_before_every_sampling`` and during sampling, inference mode is on and the
   latents and conditionings are inference tensors.
-* ``p.sd_model.forge_objects`` is re-copied from ``forge_objects_after_applying_lora`` just before the txt2img sampling (and
-  so before ``process_before_every_sampling``), as Forge does.
+* ``p.sd_model.forge_objects`` is re-copied from ``forge_objects_after_applying_lora`` just before the txt2img
+  sampling (and so before ``process_before_every_sampling``), as Forge does.
 * ``txt2img_image_conditioning``: Forge's non-inpainting models get the ``[B, 5, 1, 1]`` zeros.
 """
 
