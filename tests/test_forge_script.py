@@ -253,6 +253,7 @@ def test_the_token_route_uses_forges_text_engine(forge):
 
     app = FastAPI()
     route.add_route(app)
-    body = TestClient(app).post(route.ROUTE, json={"prompt": "a (cat:1.2) and a dog", "concepts": "cat, dog"}).json()
-    assert body["refusal"] is None
+    res = TestClient(app).post(route.ROUTE, json={"prompt": "a (cat:1.2) and a dog", "concepts": "cat, dog"})
+    body = res.json()
+    assert res.status_code == 200 and body["refusal"] is None, body
     assert [c["columns"] for c in body["parts"][0]["concepts"]] == [[2], [5]]

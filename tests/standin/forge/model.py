@@ -4,7 +4,8 @@ tiny models of the tests.
 What Forge's engines have and A-STAR reads: ``forge_objects`` (``unet`` a ``UnetPatcher`` of a ``KModel``),
 ``forge_objects_original`` (re-copied into ``forge_objects`` before each sampling), the ``is_sd1``/``is_sd2``/
 ``is_sdxl``/``is_sd3`` flags, the text engines (``text_processing_engine`` on SD 1.x; ``text_processing_engine_l`` and
-``_g`` on SDXL, concatenated CLIP-L first) with ``tokenize_line``/``tokenize``/``id_end``/``tokenizer``, and
+``_g`` on SDXL, concatenated CLIP-L first) with ``tokenize_line``/``tokenize``/``id_end`` and the HF ``tokenizer``
+(``classic_engine.py``: ``self.tokenizer``; here the WebUI stand-in's decode-only one), and
 ``get_learned_conditioning``/``decode_first_stage``/``encode_first_stage``, decorated with
 ``@torch.inference_mode()``. ``cond_stage_model`` is None and there is no ``model`` attribute, as in Forge. The
 UNet is a copy of the tiny ldm UNet made under ``torch.inference_mode()`` (Forge loads its models in
@@ -62,6 +63,8 @@ class StandinForgeModel:
         else:
             self.text_processing_engine = StandinTextWrapper(tiny.text, embeddings=embeddings)
             self._encode = self.text_processing_engine
+        for engine in self._engines():
+            engine.tokenizer = engine.wrapped.tokenizer  # Forge's engines hold the HF tokenizer as ``tokenizer``
         self.alphas_cumprod = tiny.alphas_cumprod.clone()
         self.parameterization = "eps"
         self.cond_stage_key = "txt"
@@ -70,6 +73,10 @@ class StandinForgeModel:
         self.sd_checkpoint_info = None
         self.sd_model_checkpoint = None
         self.sd_model_hash = None
+
+    def _engines(self):
+        names = ("text_processing_engine_l", "text_processing_engine_g") if self.is_sdxl else ("text_processing_engine",)
+        return [getattr(self, n) for n in names]
 
     @property
     def device(self):

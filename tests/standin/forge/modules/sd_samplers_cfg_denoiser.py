@@ -7,8 +7,10 @@ VP latent and timestep become ``x * sqrt(sigma^2 + 1)`` and the sigma of the tim
 ``reconstruct_cond_batch(uncond, self.step)``; the img2img mask; ``cfg_denoiser_callback``; the hires
 ``cond_scale``; ``sampling_function(self, denoiser_params=..., cond_scale=..., cond_composition=...)``
 (``backend/sampling/sampling_function.py``); mask blend; ``sampler.last_latent``; ``store_latent``;
-``cfg_after_cfg_callback``; ``self.step += 1``; the eps back for the timestep samplers. ``inner_model`` is the
-sampler's wrapper whose ``inner_model`` is the loaded model. Left out: skip-early-CFG/NGMS, ``need_last_noise_uncond``.
+``cfg_after_cfg_callback``; ``self.step += 1``; the eps back for the timestep samplers. With
+``need_last_noise_uncond`` (DDIM CFG++) ``last_noise_uncond = (x - uncond_pred) / sigma``, computed from the
+converted ``x``/``sigma`` right after ``sampling_function``, as Forge does. ``inner_model`` is the sampler's wrapper
+whose ``inner_model`` is the loaded model. Left out: skip-early-CFG/NGMS.
 """
 
 import torch
@@ -54,8 +56,10 @@ class CFGDenoiser(_base.CFGDenoiser):
         cfg_denoiser_callback(params)
         if self.p.is_hr_pass:
             cond_scale = getattr(self.p, "hr_cfg", cond_scale)
-        denoised, _cond_pred, _uncond_pred = sampling_function(self, denoiser_params=params, cond_scale=cond_scale,
-                                                               cond_composition=cond_composition)
+        denoised, _cond_pred, uncond_pred = sampling_function(self, denoiser_params=params, cond_scale=cond_scale,
+                                                              cond_composition=cond_composition)
+        if self.need_last_noise_uncond:
+            self.last_noise_uncond = (x - uncond_pred) / sigma[:, None, None, None]
         if self.mask is not None:
             denoised = denoised * self.nmask + self.init_latent * self.mask
         self.sampler.last_latent = denoised

@@ -5,8 +5,9 @@ UNet patcher from ``self.inner_model.inner_model.forge_objects.unet``; the uncon
 condition per AND-part position (the batch's rows of that part, with the part's weight as ``strength``,
 ``compile_weighted_conditions``); ``image_cond`` (or the patcher's ``extra_concat_condition``) becomes
 ``c_concat`` when its size matches ``x``; SDXL's ``vector`` becomes ``y``. ``calc_cond_uncond_batch`` runs every
-condition on the whole ``x`` batch, batching the conditions together into one ``model.apply_model(input_x,
-timestep_, **c)`` call (with ``transformer_options`` carrying ``cond_or_uncond``, ``sigmas``, ``cond_mark``,
+condition on the whole ``x`` batch, batching the conditions that can be concatenated (cross-attention contexts of
+different lengths repeated to their lowest common multiple, ``backend/sampling/condition.py``) into one
+``model.apply_model(input_x, timestep_, **c)`` call each (with ``transformer_options`` carrying ``cond_or_uncond``, ``sigmas``, ``cond_mark``,
 ``cond_indices``, ``uncond_indices``), then averages the cond outputs weighted by strength; the result is
 ``uncond + (cond - uncond) * cond_scale`` (times the summed strength when it is not 1). Returns
 ``(denoised, cond_pred, uncond_pred)``. ``sampling_prepare`` loads the patcher (``load_models_gpu``) and
@@ -43,31 +44,62 @@ def compile_conditions(cond):
     return [_compile(cond, list(range(n)), 1.0)]
 
 
+def _can_concat(a, b):
+    """``backend/sampling/condition.py``: conditions batch together when their tensors have the same shapes, except
+    that cross-attention contexts of different lengths may (repeated to the lowest common multiple of the lengths,
+    at most 4 times the shorter one: a prompt with BREAK has 154 tokens, its negative 77)."""
+    if a.keys() != b.keys():
+        return False
+    for key in a:
+        s1, s2 = a[key].shape, b[key].shape
+        if key == "c_crossattn" and s1[0] == s2[0] and s1[2:] == s2[2:]:
+            if math.lcm(s1[1], s2[1]) // min(s1[1], s2[1]) > 4:
+                return False
+        elif s1 != s2:
+            return False
+    return True
+
+
+def _cat(conds):
+    out = {}
+    for key in conds[0]:
+        tensors = [c[key] for c in conds]
+        if key == "c_crossattn":
+            length = math.lcm(*(t.shape[1] for t in tensors))
+            tensors = [t.repeat(1, length // t.shape[1], 1) for t in tensors]
+        out[key] = torch.cat(tensors)
+    return out
+
+
 def calc_cond_uncond_batch(model, cond, uncond, x_in, timestep, model_options):
-    entries = [(c, 0) for c in cond] + ([(c, 1) for c in uncond] if uncond is not None else [])
-    batch = len(entries)
-    input_x = torch.cat([x_in] * batch)
-    timestep_ = torch.cat([timestep] * batch)
-    c = {key: torch.cat([e["model_conds"][key] for e, _ in entries]) for key in entries[0][0]["model_conds"]}
-    cond_or_uncond = [kind for _, kind in entries]
-    transformer_options = dict(model_options.get("transformer_options", {}))
-    n = int(timestep.shape[0])
-    transformer_options["cond_or_uncond"] = cond_or_uncond
-    transformer_options["sigmas"] = timestep
-    transformer_options["cond_mark"] = torch.tensor([k for k in cond_or_uncond for _ in range(n)]).to(timestep)
-    rows = [(i * n + j, k) for i, k in enumerate(cond_or_uncond) for j in range(n)]
-    transformer_options["cond_indices"] = [r for r, k in rows if k == 0]
-    transformer_options["uncond_indices"] = [r for r, k in rows if k == 1]
-    output = model.apply_model(input_x, timestep_, transformer_options=transformer_options, **c).chunk(batch)
+    to_run = [(c, 0) for c in cond] + ([(c, 1) for c in uncond] if uncond is not None else [])
     out_cond = torch.zeros_like(x_in)
     count = torch.ones_like(x_in) * 1e-37
     out_uncond = torch.zeros_like(x_in)
-    for (entry, kind), out in zip(entries, output):
-        if kind == 0:
-            out_cond += out * entry["strength"]
-            count += entry["strength"]
-        else:
-            out_uncond += out
+    n = int(timestep.shape[0])
+    while to_run:
+        first = to_run[0][0]["model_conds"]
+        entries = [e for e in to_run if _can_concat(e[0]["model_conds"], first)]
+        to_run = [e for e in to_run if all(e is not f for f in entries)]
+        batch = len(entries)
+        input_x = torch.cat([x_in] * batch)
+        timestep_ = torch.cat([timestep] * batch)
+        c = _cat([e["model_conds"] for e, _ in entries])
+        cond_or_uncond = [kind for _, kind in entries]
+        transformer_options = dict(model_options.get("transformer_options", {}))
+        transformer_options["cond_or_uncond"] = cond_or_uncond
+        transformer_options["sigmas"] = timestep
+        transformer_options["cond_mark"] = torch.tensor([k for k in cond_or_uncond for _ in range(n)]).to(timestep)
+        rows = [(i * n + j, k) for i, k in enumerate(cond_or_uncond) for j in range(n)]
+        transformer_options["cond_indices"] = [r for r, k in rows if k == 0]
+        transformer_options["uncond_indices"] = [r for r, k in rows if k == 1]
+        output = model.apply_model(input_x, timestep_, transformer_options=transformer_options, **c).chunk(batch)
+        for (entry, kind), out in zip(entries, output):
+            if kind == 0:
+                out_cond += out * entry["strength"]
+                count += entry["strength"]
+            else:
+                out_uncond += out
     return out_cond / count, out_uncond
 
 
