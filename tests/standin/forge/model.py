@@ -75,7 +75,8 @@ class StandinForgeModel:
         self.sd_model_hash = None
 
     def _engines(self):
-        names = ("text_processing_engine_l", "text_processing_engine_g") if self.is_sdxl else ("text_processing_engine",)
+        names = ("text_processing_engine_l", "text_processing_engine_g") if self.is_sdxl \
+            else ("text_processing_engine",)
         return [getattr(self, n) for n in names]
 
     @property

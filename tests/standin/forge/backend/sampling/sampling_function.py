@@ -3,16 +3,16 @@
 ``sampling_function(self, denoiser_params, cond_scale, cond_composition)`` (``self`` is the CFG denoiser) takes the
 UNet patcher from ``self.inner_model.inner_model.forge_objects.unet``; the uncond is one condition, the cond one
 condition per AND-part position (the batch's rows of that part, with the part's weight as ``strength``,
-``compile_weighted_conditions``); ``image_cond`` (or the patcher's ``extra_concat_condition``) becomes
-``c_concat`` when its size matches ``x``; SDXL's ``vector`` becomes ``y``. ``calc_cond_uncond_batch`` runs every
-condition on the whole ``x`` batch, batching the conditions that can be concatenated (cross-attention contexts of
-different lengths repeated to their lowest common multiple, ``backend/sampling/condition.py``) into one
-``model.apply_model(input_x, timestep_, **c)`` call each (with ``transformer_options`` carrying ``cond_or_uncond``, ``sigmas``, ``cond_mark``,
-``cond_indices``, ``uncond_indices``), then averages the cond outputs weighted by strength; the result is
-``uncond + (cond - uncond) * cond_scale`` (times the summed strength when it is not 1). Returns
-``(denoised, cond_pred, uncond_pred)``. ``sampling_prepare`` loads the patcher (``load_models_gpu``) and
-``sampling_cleanup`` ends the run. Left out: area and mask conditions, ControlNet, the model-option hooks
-(``sampler_pre_cfg_function``...), the memory-based splitting of the batch, cond_scale 1's skipped uncond.
+``compile_weighted_conditions``); ``image_cond`` (or the patcher's ``extra_concat_condition``) becomes ``c_concat``
+when its size matches ``x``; SDXL's ``vector`` becomes ``y``. ``calc_cond_uncond_batch`` runs every condition on the
+whole ``x`` batch, batching the conditions that can be concatenated (cross-attention contexts of different lengths
+repeated to their lowest common multiple, ``backend/sampling/condition.py``) into one ``model.apply_model(input_x,
+timestep_, **c)`` call each (with ``transformer_options`` carrying ``cond_or_uncond``, ``sigmas``, ``cond_mark``,
+``cond_indices``, ``uncond_indices``), then averages the cond outputs weighted by strength; the result is ``uncond +
+(cond - uncond) * cond_scale`` (times the summed strength when it is not 1). Returns ``(denoised, cond_pred,
+uncond_pred)``. ``sampling_prepare`` loads the patcher (``load_models_gpu``) and ``sampling_cleanup`` ends the run.
+Left out: area and mask conditions, ControlNet, the model-option hooks (``sampler_pre_cfg_function``...), the memory-
+based splitting of the batch, cond_scale 1's skipped uncond.
 """
 
 import math
