@@ -25,7 +25,7 @@ facts with file references) keeps the WebUI's extension interface, so the A-STAR
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -101,11 +101,15 @@ def tokenizer(sd_model: Any) -> Tokenizer:
     return encoders_tokenizer(engines, decode)
 
 
-def cond_pass(reconstruct: Any, denoiser: torch.nn.Module, kwargs: dict, call: int, rows: list[int]) -> Any:
+def cond_pass(reconstruct: Any, denoiser: torch.nn.Module, kwargs: dict, call: int, rows: list[int],
+              safe: Callable[[torch.nn.Module], contextlib.AbstractContextManager] | None = None) -> Any:
     """``denoise_fn(x, sigma)`` for the controller on Forge: the cond rows that hold a concept, through
     ``KModel.apply_model`` as ``backend/sampling/sampling_function.py`` runs a cond batch (the conditioning as
     ``c_crossattn`` and, on SDXL, ``y``; ``c_concat`` for inpainting models; the patcher's
     ``transformer_options`` with this batch's ``cond_or_uncond``/``sigmas``/``cond_mark``/``cond_indices``).
+    Forge Classic runs its ``ldm_patched`` ``BaseModel.apply_model`` (same signature and conditions, the same
+    batching in ``ldm_patched/modules/samplers.py``) the same way. ``safe(unet)`` makes the UNet call
+    differentiable (default :func:`autograd_safe`, Forge main's kernels; Classic: :data:`CLASSIC_KERNELS`).
 
     The timestep samplers' calls are converted as the CFG denoiser converts them
     (``classic_ddim_eps_estimation``: ``x * sqrt(sigma^2 + 1)`` at the sigma of the timestep), so the gradient
@@ -151,7 +155,7 @@ def cond_pass(reconstruct: Any, denoiser: torch.nn.Module, kwargs: dict, call: i
         transformer_options = dict(options.get("transformer_options", {}))
         transformer_options.update(cond_or_uncond=[0], sigmas=s, cond_mark=torch.zeros(n).to(s),
                                    cond_indices=list(range(n)), uncond_indices=[])
-        with autograd_safe(model.diffusion_model):
+        with (safe or autograd_safe)(model.diffusion_model):
             return model.apply_model(x_in, s, transformer_options=transformer_options, **conds)
 
     return denoise
@@ -164,30 +168,51 @@ def _clone_input(module: torch.nn.Module, args: tuple) -> tuple | None:
     return None
 
 
+KernelSwap = tuple[str, tuple[str, ...], str]
+"""Where a host's UNet finds its attention kernel: (the module of its ``CrossAttention``, that module's globals
+that hold the kernel it calls, the module that defines ``attention_sub_quad`` and ``attention_pytorch``). The
+UNet's module imported or picked the kernel by name, so its global is what ``CrossAttention`` calls."""
+
+FORGE_KERNELS: KernelSwap = ("backend.nn.unet", ("attention_function",), "backend.attention")
+"""Forge main (``backend/nn/unet.py:5`` imports ``attention_function`` from ``backend/attention.py``)."""
+
+CLASSIC_KERNELS: KernelSwap = ("ldm_patched.ldm.modules.attention", ("optimized_attention",
+                                                                      "optimized_attention_masked"),
+                               "ldm_patched.ldm.modules.attention")
+"""Forge Classic (``ldm_patched/ldm/modules/attention.py`` picks ``optimized_attention`` and
+``optimized_attention_masked`` at import and defines the kernels itself)."""
+
+
 @contextlib.contextmanager
-def autograd_safe(unet: torch.nn.Module) -> Iterator[None]:
+def autograd_safe(unet: torch.nn.Module, kernels: KernelSwap = FORGE_KERNELS) -> Iterator[None]:
     """Make Forge's UNet differentiable for one call of the loss pass (a no-op when grad mode is off).
 
-    Forge's UNet is written for inference and breaks autograd in two places:
+    Forge's UNet is written for inference and breaks autograd in two places (Forge main's ``backend/nn/unet.py``
+    and Forge Classic's ``ldm_patched/ldm/modules/attention.py`` alike):
 
-    * ``BasicTransformerBlock._forward`` (``backend/nn/unet.py``) adds the attention and feed-forward outputs
-      to the residual stream in place (``x += n``) after ``norm1``/``norm2``/``norm3`` have saved that same
-      tensor for their backward pass ("modified by an inplace operation"). A forward pre-hook hands each of
-      these norms a copy of its input while autograd records, so the in-place add no longer touches a saved
-      tensor; the values are the same.
-    * The sub-quadratic attention that Forge picks on the CPU (``backend/attention.py``,
-      ``attention_sub_quad``) computes ``torch.exp(x, out=x)``, which autograd refuses. ``backend/nn/unet.py``
-      imported ``attention_function`` by name, so for the duration of the call its module global is set to
-      ``attention_pytorch`` (the same attention, PyTorch's ``scaled_dot_product_attention``) and restored after.
-      Forge's other kernels (PyTorch SDPA on a GPU, xformers, split, basic without a mask) are left alone.
+    * ``BasicTransformerBlock._forward`` adds the attention and feed-forward outputs to the residual stream in
+      place (``x += n``) after ``norm1``/``norm2``/``norm3`` have saved that same tensor for their backward pass
+      ("modified by an inplace operation"). A forward pre-hook hands each of these norms a copy of its input
+      while autograd records, so the in-place add no longer touches a saved tensor; the values are the same.
+    * The sub-quadratic attention that Forge picks on the CPU (``attention_sub_quad``) computes
+      ``torch.exp(x, out=x)``, which autograd refuses. The UNet's module imported its kernel by name
+      (``kernels``), so for the duration of the call that module global is set to ``attention_pytorch`` (the
+      same attention, PyTorch's ``scaled_dot_product_attention``) and restored after. Forge's other kernels
+      (PyTorch SDPA on a GPU, xformers, split, basic) are left alone.
     """
     if not torch.is_grad_enabled():
         yield
         return
-    import backend.attention as attention
-    import backend.nn.unet as forge_unet
+    import importlib
+
+    unet_module_name, names, kernel_module_name = kernels
+    unet_module = importlib.import_module(unet_module_name)
+    kernel_module = importlib.import_module(kernel_module_name)
+    sub_quad = getattr(kernel_module, "attention_sub_quad", None)
+    replacement = getattr(kernel_module, "attention_pytorch", None)
 
     handles = []
+    saved: dict[str, Any] = {}
     try:
         for block in unet.modules():
             if type(block).__name__ == "BasicTransformerBlock":
@@ -195,16 +220,15 @@ def autograd_safe(unet: torch.nn.Module) -> Iterator[None]:
                     norm = getattr(block, name, None)
                     if isinstance(norm, torch.nn.Module):
                         handles.append(norm.register_forward_pre_hook(_clone_input))
-        saved = getattr(forge_unet, "attention_function", None)
-        swap = saved is not None and saved is getattr(attention, "attention_sub_quad", None)
-        if swap:
-            forge_unet.attention_function = attention.attention_pytorch
-        try:
-            yield
-        finally:
-            if swap:
-                forge_unet.attention_function = saved
+        if sub_quad is not None and replacement is not None:
+            for name in names:
+                if getattr(unet_module, name, None) is sub_quad:
+                    saved[name] = sub_quad
+                    setattr(unet_module, name, replacement)
+        yield
     finally:
+        for name, kernel in saved.items():
+            setattr(unet_module, name, kernel)
         for handle in handles:
             handle.remove()
 

@@ -21,6 +21,7 @@ FORGE_ROOT = os.path.dirname(os.path.abspath(__file__))
 
 class Forge(webui_harness.WebUI):
     purge_prefixes = ("modules", "backend", "modules_forge", "astar_ext.webui", "astar_ext.forge")
+    root = FORGE_ROOT
 
     def install(self):
         import k_diffusion.sampling
@@ -28,7 +29,7 @@ class Forge(webui_harness.WebUI):
         self._saved_modules = {k: sys.modules.pop(k) for k in list(sys.modules) if self._purged(k)}
         self._kd_torch = k_diffusion.sampling.torch
         root = webui_harness.REPO_ROOT
-        self._added_paths = [FORGE_ROOT] + ([root] if root not in sys.path else [])
+        self._added_paths = [self.root] + ([root] if root not in sys.path else [])
         sys.path[:0] = self._added_paths
         self._installed = True
         for name in webui_harness.MODULE_NAMES:

@@ -8,27 +8,12 @@
 * ``txt2img_image_conditioning``: Forge's non-inpainting models get the ``[B, 5, 1, 1]`` zeros.
 """
 
-import types
-
-import torch
 from modules import webui_module as _webui
 
+from tests.standin.forgelike import InferenceModeTorch
+
 _base = _webui("processing")
-
-
-class _InferenceModeTorch(types.ModuleType):
-    """``torch`` for the WebUI stand-in's processing, whose ``torch.no_grad()`` opens the batch loop: Forge's
-    ``torch.inference_mode()`` there."""
-
-    def __getattr__(self, name):
-        return getattr(torch, name)
-
-    @staticmethod
-    def no_grad():
-        return torch.inference_mode()
-
-
-_base.torch = _InferenceModeTorch("torch")
+_base.torch = InferenceModeTorch("torch")
 globals().update({k: v for k, v in vars(_base).items() if not k.startswith("__") and k != "torch"})
 
 

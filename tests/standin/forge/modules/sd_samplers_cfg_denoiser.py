@@ -14,7 +14,6 @@ whose ``inner_model`` is the loaded model. Left out: skip-early-CFG/NGMS.
 """
 
 import torch
-from backend.sampling.sampling_function import sampling_function
 from modules import prompt_parser, sd_samplers_common
 from modules import webui_module as _webui
 from modules.script_callbacks import (
@@ -56,8 +55,7 @@ class CFGDenoiser(_base.CFGDenoiser):
         cfg_denoiser_callback(params)
         if self.p.is_hr_pass:
             cond_scale = getattr(self.p, "hr_cfg", cond_scale)
-        denoised, _cond_pred, uncond_pred = sampling_function(self, denoiser_params=params, cond_scale=cond_scale,
-                                                              cond_composition=cond_composition)
+        denoised, uncond_pred = self._denoise(params, cond_scale, cond_composition)
         if self.need_last_noise_uncond:
             self.last_noise_uncond = (x - uncond_pred) / sigma[:, None, None, None]
         if self.mask is not None:
@@ -71,3 +69,11 @@ class CFGDenoiser(_base.CFGDenoiser):
         if self.classic_ddim_eps_estimation:
             return (x - denoised) / sigma[:, None, None, None]
         return denoised.to(device=original_device, dtype=original_dtype)
+
+    def _denoise(self, params, cond_scale, cond_composition):
+        """The backend's CFG step: ``(denoised, uncond_pred)``."""
+        from backend.sampling.sampling_function import sampling_function
+
+        denoised, _cond_pred, uncond_pred = sampling_function(self, denoiser_params=params, cond_scale=cond_scale,
+                                                              cond_composition=cond_composition)
+        return denoised, uncond_pred

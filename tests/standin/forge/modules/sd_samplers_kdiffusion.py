@@ -13,6 +13,8 @@ from backend.sampling.sampling_function import sampling_cleanup, sampling_prepar
 from modules import sd_samplers_cfg_denoiser, sd_samplers_common, shared
 from modules import webui_module as _webui
 
+from tests.standin.forgelike import SamplingPrepared
+
 _base = _webui("sd_samplers_kdiffusion")
 samplers_k_diffusion = _base.samplers_k_diffusion
 sampler_extra_params = _base.sampler_extra_params
@@ -64,25 +66,13 @@ class CFGDenoiserKDiffusion(sd_samplers_cfg_denoiser.CFGDenoiser):
         return self.model_wrap
 
 
-class KDiffusionSampler(_base.KDiffusionSampler):
+class KDiffusionSampler(SamplingPrepared, _base.KDiffusionSampler):
+    prepare, cleanup = staticmethod(sampling_prepare), staticmethod(sampling_cleanup)
+
     def __init__(self, funcname, sd_model, options=None):
         super().__init__(funcname, sd_model, options)
         self.model_wrap_cfg = CFGDenoiserKDiffusion(self)
         self.model_wrap = self.model_wrap_cfg.inner_model
-
-    def sample(self, p, x, *args, **kwargs):
-        unet = self.model_wrap.inner_model.forge_objects.unet
-        sampling_prepare(unet, x=x)
-        samples = super().sample(p, x, *args, **kwargs)
-        sampling_cleanup(unet)
-        return samples
-
-    def sample_img2img(self, p, x, *args, **kwargs):
-        unet = self.model_wrap.inner_model.forge_objects.unet
-        sampling_prepare(unet, x=x)
-        samples = super().sample_img2img(p, x, *args, **kwargs)
-        sampling_cleanup(unet)
-        return samples
 
 
 samplers_data_k_diffusion = [

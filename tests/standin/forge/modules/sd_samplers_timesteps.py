@@ -13,6 +13,8 @@ from backend.sampling.sampling_function import sampling_cleanup, sampling_prepar
 from modules import sd_samplers_cfg_denoiser, sd_samplers_common, shared
 from modules import webui_module as _webui
 
+from tests.standin.forgelike import SamplingPrepared
+
 _base = _webui("sd_samplers_timesteps")
 samplers_timesteps = _base.samplers_timesteps
 
@@ -35,25 +37,13 @@ class CFGDenoiserTimesteps(sd_samplers_cfg_denoiser.CFGDenoiser):
         return self.model_wrap
 
 
-class CompVisSampler(_base.CompVisSampler):
+class CompVisSampler(SamplingPrepared, _base.CompVisSampler):
+    prepare, cleanup = staticmethod(sampling_prepare), staticmethod(sampling_cleanup)
+
     def __init__(self, funcname, sd_model):
         super().__init__(funcname, sd_model)
         self.model_wrap_cfg = CFGDenoiserTimesteps(self)
         self.model_wrap = self.model_wrap_cfg.inner_model
-
-    def sample(self, p, x, *args, **kwargs):
-        unet = shared.sd_model.forge_objects.unet
-        sampling_prepare(unet, x=x)
-        samples = super().sample(p, x, *args, **kwargs)
-        sampling_cleanup(unet)
-        return samples
-
-    def sample_img2img(self, p, x, *args, **kwargs):
-        unet = shared.sd_model.forge_objects.unet
-        sampling_prepare(unet, x=x)
-        samples = super().sample_img2img(p, x, *args, **kwargs)
-        sampling_cleanup(unet)
-        return samples
 
 
 samplers_data_timesteps = [

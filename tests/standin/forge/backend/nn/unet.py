@@ -11,42 +11,14 @@ differs from ldm where it matters to A-STAR:
   ``norm1``/``norm2``/``norm3`` have read it, and calls
   ``self.attn2(n, context=context, value=..., transformer_options=...)`` (``context`` as a keyword).
 
-:func:`forgeify` gives the tiny UNet's blocks these forwards (per instance; the weights and module names stay).
+:func:`forgeify` gives the tiny UNet's blocks these forwards (``tests/standin/forgelike.py``).
 """
-
-import types
 
 from backend.attention import attention_function  # noqa: F401  (by name, as Forge's unet.py does)
 
-
-def _attention_forward(self, x, context=None, value=None, mask=None, transformer_options=None):
-    q = self.to_q(x)
-    context = x if context is None else context
-    k = self.to_k(context)
-    v = self.to_v(value if value is not None else context)
-    out = globals()["attention_function"](q, k, v, self.heads, mask)
-    return self.to_out(out)
-
-
-def _block_forward(self, x, context=None, transformer_options=None):
-    n = self.norm1(x)
-    n = self.attn1(n, context=None, value=None, transformer_options=transformer_options)
-    x += n
-    n = self.norm2(x)
-    n = self.attn2(n, context=context, value=None, transformer_options=transformer_options)
-    x += n
-    x_skip = x
-    x = self.ff(self.norm3(x))
-    x += x_skip
-    return x
+from tests.standin.forgelike import inference_forwards
 
 
 def forgeify(unet):
     """Give ``unet``'s ``BasicTransformerBlock`` s and ``CrossAttention`` s Forge's forwards; returns ``unet``."""
-    for module in unet.modules():
-        name = type(module).__name__
-        if name == "BasicTransformerBlock":
-            module.forward = types.MethodType(_block_forward, module)
-        elif name in ("CrossAttention", "MemoryEfficientCrossAttention"):
-            module.forward = types.MethodType(_attention_forward, module)
-    return unet
+    return inference_forwards(unet, lambda mask: globals()["attention_function"])
