@@ -1,11 +1,13 @@
 """The host interface: what the WebUI script asks of the program it runs in.
 
 The A-STAR script (``astar_ext/webui/script.py``) and its token route talk to the WebUI's extension
-interface (``modules.scripts``, the callbacks, ``shared``, ``prompt_parser``), which AUTOMATIC1111 1.10 and
-WebUI Forge share. Where the two programs differ (the model objects, the UNet, the text encoders, how a
-conditional-only UNet pass is run, inference mode) the script asks a :class:`Host`, and each adapter
-implements one: ``astar_ext.webui.host.HOST`` (AUTOMATIC1111's ldm/sgm models) and
-``astar_ext.forge.host.HOST`` (Forge's ``backend``). ``scripts/astar.py`` picks one at start-up.
+interface (``modules.scripts``, the callbacks, ``shared``, ``prompt_parser``), which AUTOMATIC1111 1.10,
+WebUI Forge and Forge Classic share. Where the programs differ (the model objects, the UNet, the text
+encoders, how a conditional-only UNet pass is run, inference mode) the script asks a :class:`Host`, and each
+adapter implements one: ``astar_ext.webui.host.HOST`` (AUTOMATIC1111's ldm/sgm models),
+``astar_ext.forge.host.HOST`` (Forge's ``backend``) and ``astar_ext.forge.classic.HOST`` (Forge Classic's
+``ldm_patched`` UNet under AUTOMATIC1111's models). ``scripts/astar.py`` picks one at start-up
+(``astar_ext.webui.hosting.pick_host``).
 
 Standard library only (the type of the tokenizer is the engine's :class:`~astar_ext.passconcepts.Tokenizer`).
 """
