@@ -120,10 +120,11 @@ def test_every_sampler_corrects_or_is_refused_with_a_message():
     report = {}
     for name in [s["name"] for s in post("/sdapi/v1/samplers")]:
         small = {"sampler_name": name, "steps": 2, "width": 192, "height": 192}  # window 0.5: one corrected step
-        plain = generate(None, **small)
         res = generate([on()], **small)
         keys = keys_of(res)
-        report[name] = {"keys": keys, "changed": rgb(res["images"][0]) != rgb(plain["images"][0])}
+        report[name] = {"keys": keys}
+        if "A-STAR skipped" not in keys:  # the plain image of the same seed, to show the correction persisted
+            report[name]["changed"] = rgb(res["images"][0]) != rgb(generate(None, **small)["images"][0])
         if os.environ.get("ASTAR_FORGE_REPORT"):
             with open(os.environ["ASTAR_FORGE_REPORT"], "w") as f:
                 json.dump(report, f, indent=1)
@@ -132,7 +133,7 @@ def test_every_sampler_corrects_or_is_refused_with_a_message():
         if name in REFUSED:
             assert "not supported" in keys["A-STAR skipped"], (name, keys)
         else:
-            assert keys.get("A-STAR passes") == "1" and entry["changed"], (name, keys)
+            assert keys.get("A-STAR passes") == "1" and entry.get("changed"), (name, entry)
             assert not {"A-STAR error", "A-STAR skipped", "A-STAR notes"} & set(keys), (name, keys)
 
 
