@@ -351,3 +351,15 @@ def test_the_token_route_uses_classics_text_wrapper(forge_classic):
     body = res.json()
     assert res.status_code == 200 and body["refusal"] is None, body
     assert [c["columns"] for c in body["parts"][0]["concepts"]] == [[2], [5]]
+
+
+def test_classic_xyz_axes(forge_classic):
+    """Classic's xyz_grid.py has no ``format_value_add_label`` of its own (the A-STAR axes must not need it)."""
+    forge_classic.start(SCRIPT)
+    assert not hasattr(forge_classic.xyz, "format_value_add_label")
+    labels = [o.label for o in forge_classic.xyz.axis_options]
+    assert "[A-STAR] Step size" in labels and "[A-STAR] Concepts" in labels
+    processed, _ = forge_classic.run_xyz(SCRIPT, x=("[A-STAR] Step size", "0, 30"), prompt="a cat and a dog",
+                                         steps=4)
+    scales = sorted(astar_keys(c)["A-STAR scale"] for _, c in processed.xyz_cells)
+    assert scales == ["0.0", "30.0"]

@@ -434,7 +434,9 @@ def on_before_ui() -> None:
         def apply(p, x, xs, name=f.name):
             setattr(p, f"astar_{name}", x)
 
-        xyz.axis_options.append(xyz.AxisOption(label, f.type, apply, format_value=xyz.format_value_add_label))
+        # the default format ("label: value") is the same everywhere; Forge Classic's xyz_grid.py does not have
+        # the WebUI's format_value_add_label in its namespace (it lives in its lib_xyz/axis_format.py)
+        xyz.axis_options.append(xyz.AxisOption(label, f.type, apply))
 
 
 def on_script_unloaded() -> None:

@@ -21,6 +21,7 @@ CLASSIC_ROOT = os.path.dirname(os.path.abspath(__file__))
 class ForgeClassic(forge_harness.Forge):
     purge_prefixes = ("modules", "ldm_patched", "modules_forge", "astar_ext.webui", "astar_ext.forge")
     root = CLASSIC_ROOT
+    xyz_path = os.path.join(CLASSIC_ROOT, "scripts", "xyz_grid.py")
 
     def make_model(self, variant="sd1", *, name=None, tiny=None, embeddings=None, use=False):
         """A registered stand-in Classic model: the WebUI stand-in's ``variant`` model made a Classic one."""
