@@ -74,6 +74,7 @@ def test_accordion_picker_and_a_generation_from_the_ui(page):
     click_chip(page, "txt2img", "dog")
     page.wait(f'document.querySelector("{FIELD.format(tab="txt2img")}").value === "cat, dog"', timeout=20,
               what="the concepts field to read 'cat, dog'")
+    assert page.exceptions == [] and page.dialogs == [], (page.exceptions, page.dialogs)
     if SHOTS:
         page.screenshot(os.path.join(SHOTS, "forge-accordion.png"))
 
@@ -86,8 +87,10 @@ def test_accordion_picker_and_a_generation_from_the_ui(page):
     page.wait('document.querySelector("#html_info_txt2img")?.textContent.includes("A-STAR")', timeout=1500,
               what="the generation's infotext")
     info = page.js('document.querySelector("#html_info_txt2img").textContent')
-    assert "A-STAR concepts: cat, dog" in info and "A-STAR passes: 1" in info, info
+    assert 'A-STAR concepts: "cat, dog"' in info and "A-STAR passes: 1" in info, info  # quoted: it has a comma
     assert "A-STAR error" not in info and "A-STAR skipped" not in info, info
-    assert page.exceptions == [] and page.dialogs == [], (page.exceptions, page.dialogs)
+    # Forge Classic's own page throws in gradio's Blocks when the width changes (also without this extension),
+    # so only the extension's scripts are checked from here on
+    assert [e for e in page.exceptions if "astar" in e] == [] and page.dialogs == [], (page.exceptions, page.dialogs)
     if SHOTS:
         page.screenshot(os.path.join(SHOTS, "forge-generated.png"))
