@@ -20,6 +20,11 @@ from typing import Any, Protocol
 from .passconcepts import Tokenizer
 
 
+class NoModelLoaded(LookupError):
+    """Raised by a host's ``tokenizer`` when the program has no model loaded yet (Forge main holds a placeholder,
+    ``FakeInitialModel``, until its first generation loads the checkpoint)."""
+
+
 class Host(Protocol):
     """What a host adapter provides. ``shared`` is the host's ``modules.shared``; ``sd_model`` its loaded model."""
 

@@ -54,7 +54,20 @@ def set_number(page, elem_id, value):
     page.press("Tab")
 
 
+def load_a_model():
+    """Forge main loads the checkpoint at the first generation (until then the picker says that no model is loaded):
+    one tiny generation through the API."""
+    import urllib.request
+
+    payload = {"prompt": "a", "steps": 1, "width": 64, "height": 64}
+    req = urllib.request.Request(URL + "/sdapi/v1/txt2img", data=json.dumps(payload).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=1800) as res:
+        res.read()
+
+
 def test_accordion_picker_and_a_generation_from_the_ui(page):
+    load_a_model()
     page.goto(URL, "!!document.querySelector('#script_txt2img_astar_enabled')", timeout=240)
     assert page.js("!!document.querySelector('#script_img2img_astar_enabled')")
 

@@ -279,6 +279,32 @@ def test_the_token_route_uses_forges_text_engine(forge):
     assert [c["columns"] for c in body["parts"][0]["concepts"]] == [[2], [5]]
 
 
+
+class FakeInitialModel:
+    """Forge main's placeholder model before the first generation loads the checkpoint (``modules/sd_models.py``:
+    ``cond_stage_model = None``, ``chunk_length = 75``, ``get_prompt_lengths_on_ui``)."""
+
+    def __init__(self):
+        self.cond_stage_model = None
+        self.chunk_length = 75
+
+    def get_prompt_lengths_on_ui(self, prompt):
+        return 0, 75
+
+
+def test_the_token_route_before_forge_has_loaded_a_model_says_so(forge):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    forge.start(SCRIPT)
+    from astar_ext.webui import route
+
+    app = FastAPI()
+    route.add_route(app)
+    forge.shared.sd_model = FakeInitialModel()
+    res = TestClient(app).post(route.ROUTE, json={"prompt": "a cat and a dog", "concepts": "cat, dog"})
+    assert res.status_code == 503 and "no model is loaded yet" in res.json()["error"], res.json()
+
 # --- Forge Classic: what differs ------------------------------------------------------------------------------------
 def test_classic_is_the_webuis_model_with_forges_unet_sampled_in_inference_mode(forge_classic):
     """What makes Classic a host of its own (Forge Classic's modules_forge/forge_loader.py and processing.py): the

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from ..capture import attention_levels
+from ..hostapi import NoModelLoaded
 from ..passconcepts import Tokenizer, encoders_tokenizer
 from ..passrun import image_of_rows, normal_tensors, subscript_rows
 
@@ -94,8 +95,15 @@ def model_refusal(sd_model: Any) -> str | None:
 
 
 def tokenizer(sd_model: Any) -> Tokenizer:
-    """The text engines' own tokenization (SDXL: CLIP-L's, checked prompt by prompt against OpenCLIP-bigG's)."""
+    """The text engines' own tokenization (SDXL: CLIP-L's, checked prompt by prompt against OpenCLIP-bigG's).
+
+    Raises :class:`~astar_ext.hostapi.NoModelLoaded` for Forge's placeholder model (``modules/sd_models.py``,
+    ``FakeInitialModel``: Forge loads the checkpoint at the first generation)."""
+    if not is_forge(sd_model):
+        raise NoModelLoaded("Forge loads the checkpoint at the first generation")
     engines = text_engines(sd_model)
+    if not engines:
+        raise ValueError("the loaded model has no text engine with tokenize_line")
     hf = getattr(engines[0], "tokenizer", None)
     decode = (lambda i: hf.convert_ids_to_tokens(int(i))) if hasattr(hf, "convert_ids_to_tokens") else None
     return encoders_tokenizer(engines, decode)

@@ -31,6 +31,7 @@ from modules import extra_networks, prompt_parser, shared
 from starlette.concurrency import run_in_threadpool
 
 from .. import params as P
+from ..hostapi import NoModelLoaded
 from ..passconcepts import PassConcepts, Tokenizer
 from ..suggest import suggest
 from ..tokens import CHUNK_TOKENS, ConceptItem, Word, parse_concepts, prompt_words
@@ -115,6 +116,8 @@ def model_tokenizer(sd_model: Any) -> Tokenizer:
         raise RouteError(503, "no model is loaded yet; try again when the checkpoint has loaded")
     try:
         tok = current_host().tokenizer(sd_model)
+    except NoModelLoaded as e:
+        raise RouteError(503, f"no model is loaded yet ({e}); try again when the checkpoint has loaded") from None
     except Exception as e:  # noqa: BLE001 - any model the adapter cannot read
         raise RouteError(503, f"the loaded model's tokenizer cannot be used: {e}") from None
     if tok.decode is None:
