@@ -167,8 +167,8 @@ def test_layout_editor_in_chromium(page):
 
     # the canvas takes the aspect ratio of the width and height
     for name, value in (("width", 1024), ("height", 512)):
-        page.js(f'(() => {{ const el = document.querySelector("#txt2img_{name} input[type=number]"); el.value = {value};'
-                f' el.dispatchEvent(new Event("input", {{bubbles: true}})); }})()')
+        page.js(f'(() => {{ const el = document.querySelector("#txt2img_{name} input[type=number]");'
+                f' el.value = {value}; el.dispatchEvent(new Event("input", {{bubbles: true}})); }})()')
     page.wait(f'(() => {{ const c = document.querySelector({json.dumps(canvas)});'
               f' return Math.abs(c.clientHeight / c.clientWidth - 0.5) < 0.02; }})()', what="a 2:1 canvas")
     if SHOTS:
