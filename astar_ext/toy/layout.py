@@ -336,7 +336,7 @@ def sweep(model: ToyLDM, prompts, seeds, kinds, base: Any, steps: int, cfg_scale
     rows = [("all", "plain", summary(plain.in_box, plain.present))]
     log(f"sweep: {len(cases)} images per setting; plain both in box {rows[0][2]['both_in_box']:.1%}", flush=True)
     for overrides in configs:
-        name = ", ".join(f"{k} {v:g}" for k, v in overrides.items()) or "base"
+        name = ", ".join(f"{k} {float(v):g}" for k, v in overrides.items()) or "base"
         judged = run_cases(model, cases, P.replace(base, **overrides), steps, cfg_scale, with_layout=True)
         s = summary(judged.in_box, judged.present, judged.fit)
         s["s_per_image"] = judged.seconds / len(cases)
@@ -421,6 +421,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help=f"seeds (default: report {REPORT_SEEDS[0]}..{REPORT_SEEDS[-1]}, sweep "
                          f"{TUNING_SEEDS[0]}..{TUNING_SEEDS[-1]})")
     ap.add_argument("--kinds", nargs="*", default=list(KINDS), choices=KINDS)
+    ap.add_argument("--configs", nargs="*", default=None, metavar="SETTINGS",
+                    help="with --sweep: these settings instead of the built-in list, e.g. 'ret_weight=4,window=1'")
     ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     ap.add_argument("--cfg", type=float, default=DEFAULT_CFG)
     ap.add_argument("--set", default="", help="A-STAR settings without a layout, e.g. 'scale=40'")
@@ -443,7 +445,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"toy model {a.weights or 'shipped'}; Euler {a.steps} steps, CFG {a.cfg}; seeds {seeds}; "
           f"A-STAR: {P.to_dict(base)}; with layout: {P.to_dict(layout_settings)}", flush=True)
     if a.sweep:
-        results = sweep(model, prompts, seeds, a.kinds, layout_settings, a.steps, a.cfg)
+        configs = SWEEP if a.configs is None else [parse_overrides(c) for c in a.configs]
+        results = sweep(model, prompts, seeds, a.kinds, layout_settings, a.steps, a.cfg, configs)
     else:
         results = evaluate(model, prompts, seeds, a.kinds, base, layout_settings, a.steps, a.cfg)
     if a.json:
