@@ -16,7 +16,8 @@ latent ``x``, the noise level, the batch's :class:`~astar_ext.maps.ColumnLayout`
 
 With a layout (the params' ``layout`` field, :mod:`astar_ext.regions`), each concept that has a region is
 held to it: at every corrected step, from the first, its region on the map grid replaces its mask ``B`` in
-Eq. 3; the other concepts keep the rolling automatic masks.
+Eq. 3, and its Eq. 3 term is weighted by ``layout_weight`` instead of ``ret_weight``; the other concepts keep
+the rolling automatic masks.
 
 It polls ``should_stop()`` before every pass and records per-step diagnostics
 (:class:`StepRecord`). It uses no random numbers.
@@ -365,10 +366,13 @@ class AStarController:
                             use_prev = self._prev_key == key
                         prev_masks = self._prev_masks[images] if use_prev else None
                         prev_ok = self._prev_ok[images] if use_prev else None
+                        weights = None
                         if self.layout is not None:
                             regions, has = self.layout.grids(layout.labels, maps.shape[-2:], maps.device)
                             prev_masks, prev_ok = with_regions(prev_masks, prev_ok, regions, has, maps.shape)
-                        terms = astar_loss(maps, valid, prev_masks, prev_ok, p.seg_weight, p.ret_weight)
+                            weights = torch.where(has, float(getattr(p, "layout_weight", p.ret_weight)),
+                                                  float(p.ret_weight))
+                        terms = astar_loss(maps, valid, prev_masks, prev_ok, p.seg_weight, p.ret_weight, weights)
                         below = self._below(terms, valid)
                         if it == 0:
                             firsts.append((maps.detach(), valid, _detached(terms), below))

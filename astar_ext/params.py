@@ -79,6 +79,9 @@ FIELDS: tuple[Field, ...] = (
           help="Where each concept goes: 'cat 0.05 0.10 0.50 0.90; dog 0.55 0.10 0.95 0.90' (a concept, then its box "
                "x0 y0 x1 y1 in fractions of the image width and height, from the top left). Each concept with a "
                "box is held to it instead of to its own previous region (the paper's layout-guided retention)."),
+    Field("layout_weight", "Layout weight", float, 1.0, "A-STAR layout weight", 0.0, 100.0, 0.5,
+          help="Weight of the retention loss (Eq. 3) of each concept that has a region in the layout (the "
+               "retention weight applies to the others)."),
 )
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
@@ -226,10 +229,13 @@ def _format_value(value: Any) -> str:
 
 
 def to_infotext(params: Any) -> dict[str, str]:
-    """Infotext pairs for ``p.extra_generation_params``: every field (an empty layout left out), all keys starting
-    with A-STAR."""
+    """Infotext pairs for ``p.extra_generation_params``: every field (without a layout, the layout fields at their
+    defaults left out), all keys starting with A-STAR."""
     return {f.infotext: _format_value(getattr(params, f.name)) for f in FIELDS
-            if not (f.name == "layout" and not params.layout)}
+            if not (f.name in _LAYOUT_ONLY and not params.layout and getattr(params, f.name) == f.default)}
+
+
+_LAYOUT_ONLY = ("layout", "layout_weight")  # left out of the infotext without a layout (when at their defaults)
 
 
 def has_infotext(pairs: Mapping[str, Any]) -> bool:

@@ -225,6 +225,20 @@ def test_retention_toward_a_fixed_region_by_hand():
     assert R.fit(maps, region).item() == pytest.approx(0.8)
 
 
+def test_layout_weight_weighs_the_regions_concepts_only():
+    # two concepts on a 2 x 2 grid; cat (the region: left column) [[0.6, 0.1], [0.2, 0.1]] -> 1 - 0.8 / 3;
+    # dog, on its automatic mask (top right cell) [[0.0, 0.5], [0.0, 0.0]] -> 1 - 0.5 / (0.5 + 1) = 2 / 3;
+    # the pair's Eq. 2 term: sum min = min(0.1, 0.5) = 0.1 over sum = 1.0 + 0.5 -> 0.1 / 1.5
+    maps = torch.tensor([[[[0.6, 0.1], [0.2, 0.1]], [[0.0, 0.5], [0.0, 0.0]]]])
+    auto = torch.tensor([[[[0.0, 0.0], [0.0, 0.0]], [[0.0, 1.0], [0.0, 0.0]]]])
+    region = torch.tensor([[[1.0, 0.0], [1.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    masks, ok = R.with_regions(auto, torch.tensor([[False, True]]), region, torch.tensor([True, False]), maps.shape)
+    valid = torch.tensor([[True, True]])
+    t = astar_loss(maps, valid, masks, ok, seg_weight=1.0, ret_weight=3.0, ret_weights=torch.tensor([7.0, 3.0]))
+    assert t.total.item() == pytest.approx(0.1 / 1.5 + 7 * (1 - 0.8 / 3) + 3 * (1 - 0.5 / 1.5))
+    assert t.ret.item() == pytest.approx((1 - 0.8 / 3) + (1 - 0.5 / 1.5))  # the unweighted sum, as before
+
+
 # --- a corrected step on the tiny model moves each concept's attention into its box ----------------------------
 SEEDS = range(6)
 

@@ -13,7 +13,7 @@ from astar_ext import params as P
 def test_table_order_is_the_public_positional_order():
     assert [f.name for f in P.FIELDS] == [
         "enabled", "concepts", "scale", "window", "seg_weight", "ret_weight", "iterations",
-        "mask_threshold", "hires", "heatmaps", "layout",
+        "mask_threshold", "hires", "heatmaps", "layout", "layout_weight",
     ]
     assert all(f.infotext.startswith(P.INFOTEXT_PREFIX) for f in P.FIELDS)
     assert len({f.infotext for f in P.FIELDS}) == len(P.FIELDS)
@@ -35,8 +35,8 @@ def test_positional_list_full_and_short():
 
 
 def test_positional_list_too_long_is_an_error():
-    with pytest.raises(P.ParamError, match="at most 11"):
-        P.from_args([True, "cat"] + [1] * 10)
+    with pytest.raises(P.ParamError, match="at most 12"):
+        P.from_args([True, "cat"] + [1] * 11)
 
 
 def test_gradio_floats_for_int_fields_are_accepted():

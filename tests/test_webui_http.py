@@ -80,7 +80,7 @@ def test_script_is_listed_in_both_tabs():
     assert {s["is_img2img"] for s in info} == {False, True}
     labels = [a["label"] for a in info[0]["args"]]
     assert labels[:2] == ["A-STAR", "Concepts"]
-    assert len(labels) == 11 and labels[10] == "Layout"
+    assert len(labels) == 12 and labels[10:] == ["Layout", "Layout weight"]
 
 
 def test_positional_list_runs_and_writes_the_infotext():

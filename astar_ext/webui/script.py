@@ -187,6 +187,8 @@ class AStarScript(scripts.Script):
                 # argument, and the editor and the field follow each other.
                 gr.HTML("", elem_id=self.elem_id("layout_editor"), elem_classes=["astar-layout-editor"])
                 comps["layout"] = _component(fields["layout"], "", self.elem_id("layout"))
+                comps["layout_weight"] = _component(fields["layout_weight"], defaults.layout_weight,
+                                                    self.elem_id("layout_weight"))
         ordered = [comps[f.name] for f in P.FIELDS]
         self.infotext_fields = [self._paste_field(comps[f.name], f) for f in P.FIELDS]
         self.paste_field_names = [f.infotext for f in P.FIELDS]
