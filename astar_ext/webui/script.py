@@ -197,9 +197,10 @@ class AStarScript(scripts.Script):
     @staticmethod
     def _paste_field(component: Any, f: P.Field) -> Any:
         # "enabled" is pasted as False from an infotext without A-STAR, so that pasting a plain image's
-        # parameters turns A-STAR off instead of keeping whatever the UI had; the layout is pasted as empty from
-        # an infotext without one (an image made without a layout), not left as it was.
-        missing = {"enabled": "False", "layout": ""}
+        # parameters turns A-STAR off instead of keeping whatever the UI had; the layout fields, which the
+        # infotext leaves out without a layout (at their defaults), are pasted as their defaults.
+        missing = {"enabled": "False", "layout": "", "layout_weight": P._format_value(P.FIELD_BY_NAME[
+            "layout_weight"].default)}
         target: Any = ((lambda d, key=f.infotext, default=missing[f.name]: d.get(key, default))
                        if f.name in missing else f.infotext)
         return PasteField(component, target) if PasteField is not None else (component, target)
