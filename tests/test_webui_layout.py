@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import SCRIPT, astar_keys, hook_count, on, run
+from tests.conftest import SCRIPT, astar_keys, on, run
+from tests.test_webui_script import no_hooks_left
 
 LR = "cat 0.00 0.00 0.50 1.00; dog 0.50 0.00 1.00 1.00"
 
@@ -26,10 +27,6 @@ def png_b64(array: np.ndarray) -> str:
 
 def fits(keys) -> dict[str, float]:
     return {k: float(v) for k, v in (x.rsplit(" ", 1) for x in keys["A-STAR layout fit"].split(", "))}
-
-
-def no_hooks_left(webui) -> bool:
-    return hook_count(webui.shared.sd_model.model) == 0
 
 
 def test_layout_field_in_both_tabs_at_position_10(webui):
