@@ -272,13 +272,15 @@ def _fits_before_after(tiny, clip_wrapper, layout_text, **fields):
 
 
 def test_a_corrected_step_moves_each_concepts_attention_into_its_box(tiny, clip_wrapper):
-    # retention alone (seg_weight 0), a small step at sigma_max: every concept of every seed gains
-    fits = _fits_before_after(tiny, clip_wrapper, "cat 0 0 0.5 1; dog 0.5 0 1 1", scale=5.0, seg_weight=0.0)
+    # Eq. 3 alone (seg_weight 0, layout weight 1), a small step at sigma_max: every concept of every seed gains
+    fits = _fits_before_after(tiny, clip_wrapper, "cat 0 0 0.5 1; dog 0.5 0 1 1", scale=5.0, seg_weight=0.0,
+                              layout_weight=1.0)
     gain = fits[:, 1] - fits[:, 0]
     assert (gain > 0.02).all(), gain
     assert gain.mean() > 0.05, gain.mean()  # measured: 0.10 (per concept and seed 0.03 .. 0.20)
     # the other way round: the boxes swapped, the same concepts move the other way
-    fits = _fits_before_after(tiny, clip_wrapper, "dog 0 0 0.5 1; cat 0.5 0 1 1", scale=5.0, seg_weight=0.0)
+    fits = _fits_before_after(tiny, clip_wrapper, "dog 0 0 0.5 1; cat 0.5 0 1 1", scale=5.0, seg_weight=0.0,
+                              layout_weight=1.0)
     assert ((fits[:, 1] - fits[:, 0]) > 0.0).all()
 
 

@@ -1,4 +1,4 @@
-"""The layout editor (javascript/astar_layout.js) in a real browser: headless Chromium on the gradio 3.41.2 test
+"""The layout editor (astarLayout in javascript/astar.js) in a real browser: headless Chromium on the gradio 3.41.2 test
 page of ``tests/test_picker_browser.py`` (the A-STAR UI of both tabs, the WebUI's width/height sliders, and
 boxes showing what gradio received).
 

@@ -183,7 +183,7 @@ class AStarScript(scripts.Script):
                                                 visible=not is_img2img)
                     comps["heatmaps"] = _component(fields["heatmaps"], defaults.heatmaps, self.elem_id("heatmaps"))
             with gr.Accordion("Layout", open=False, elem_id=self.elem_id("layout_panel")):
-                # The box editor (javascript/astar_layout.js draws it here); the text field below is the script
+                # The box editor (astarLayout in javascript/astar.js draws it here); the text field below is the script
                 # argument, and the editor and the field follow each other.
                 gr.HTML("", elem_id=self.elem_id("layout_editor"), elem_classes=["astar-layout-editor"])
                 comps["layout"] = _component(fields["layout"], "", self.elem_id("layout"))
