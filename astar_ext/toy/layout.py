@@ -381,7 +381,7 @@ def demo(model: ToyLDM, out: str, seed: int = REPORT_SEEDS[0], steps: int = DEFA
         for j, kind in enumerate(kinds[i % 2::2]):
             columns.append((text, objects, kind, kind_boxes(kind, i + j)))
     font = ImageFont.load_default()
-    pad, head, label_w, foot = 6, 34, 92, 12
+    pad, head, label_w, foot = 6, 48, 92, 12
     width = label_w + len(columns) * (px + pad) + pad
     height = head + 3 * (px + foot + pad) + pad
     pic = Image.new("RGB", (width, height), (24, 24, 28))
@@ -390,9 +390,10 @@ def demo(model: ToyLDM, out: str, seed: int = REPORT_SEEDS[0], steps: int = DEFA
         draw.multiline_text((pad, head + r * (px + foot + pad) + px // 2 - 8), name, fill=(255, 210, 120), font=font)
     for c, (text, objects, kind, boxes) in enumerate(columns):
         x = label_w + c * (px + pad)
-        draw.text((x, 4), text.replace("a ", "").replace(" and ", " + ").replace(" with ", " + ")[:22],
-                  fill=(235, 235, 235), font=font)
-        draw.text((x, 18), kind, fill=(170, 200, 255), font=font)
+        for line, (colour, shape) in enumerate(objects):
+            draw.text((x, 2 + 11 * line), f"{colour} {shape}", fill=tuple(int(v * 255) for v in D.COLOURS[colour]),
+                      font=font)
+        draw.text((x, 2 + 11 * len(objects) + 3), kind, fill=(170, 200, 255), font=font)
         concepts = ", ".join(f"{a} {b}" for a, b in objects)
         colours = [tuple(int(v * 255) for v in D.COLOURS[a]) for a, _ in objects]
         drawn = list(zip(boxes, colours))
