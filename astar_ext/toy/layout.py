@@ -321,8 +321,8 @@ def evaluate(model: ToyLDM, prompts, seeds, kinds, base: Any, layout_settings: A
 
 
 SWEEP: tuple[dict[str, Any], ...] = (
-    {}, {"scale": 40.0}, {"scale": 80.0}, {"window": 0.75}, {"window": 1.0}, {"ret_weight": 2.0},
-    {"ret_weight": 4.0}, {"seg_weight": 0.0}, {"iterations": 2}, {"iterations": 3},
+    {}, {"scale": 40.0}, {"scale": 80.0}, {"window": 0.75}, {"window": 1.0}, {"layout_weight": 2.0},
+    {"layout_weight": 4.0}, {"seg_weight": 0.0}, {"iterations": 2}, {"iterations": 3},
 )
 
 
