@@ -288,3 +288,29 @@ def test_with_the_defaults_the_mean_fit_rises_at_every_seed(tiny, clip_wrapper):
     fits = _fits_before_after(tiny, clip_wrapper, "cat 0 0 0.5 1; dog 0.5 0 1 1")
     mean = fits.mean(2)  # [seed, before/after]
     assert (mean[:, 1] > mean[:, 0] + 0.05).all(), mean
+
+
+def test_the_layout_weight_scales_the_update(tiny, clip_wrapper):
+    """With Eq. 2 off and every concept in the layout, the loss is the layout weight times the regions' Eq. 3
+    terms, so the update of one step is proportional to the weight (d/dz of w * L is w * dL/dz)."""
+    import k_diffusion as K
+
+    from astar_ext.capture import AttentionCapture
+    from astar_ext.controller import AStarController
+    from astar_ext.schedule import Schedule
+    from tests.conftest import concept_batch
+    from tests.test_controller import CondDenoiser
+
+    ctx, layout = concept_batch(tiny, clip_wrapper)
+    den = CondDenoiser(tiny, ctx)
+    sigma = K.sampling.get_sigmas_karras(8, 0.03, 14.6)[:1]
+    x0 = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(11)) * sigma
+    deltas = []
+    for weight in (1.0, 2.5):
+        p = params("cat 0 0 0.5 1; dog 0.5 0 1 1", seg_weight=0.0, ret_weight=7.0, layout_weight=weight, scale=1.0)
+        x = x0.clone()
+        with AStarController(AttentionCapture(tiny.diffusion_model), Schedule(8, 0.5, p.scale), p) as ctrl:
+            ctrl.step(x, sigma, 0, layout, den.cond_pass)
+        deltas.append(x - x0)
+    assert deltas[0].abs().max() > 0
+    assert torch.allclose(deltas[1], 2.5 * deltas[0], rtol=1e-3, atol=1e-3 * float(deltas[0].abs().max()))

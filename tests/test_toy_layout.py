@@ -72,9 +72,12 @@ def test_summary_counts():
     in_box = np.array([[1, 1], [1, 0], [0, 0], [1, 1]], bool)
     present = np.array([[1, 1], [1, 1], [0, 1], [1, 1]], bool)
     base_both = np.array([0, 1, 0, 1], bool)
-    s = L.summary(in_box, present, np.array([[0.5, 0.7], [0.9, np.nan], [0.1, 0.3], [0.6, 0.6]]), base_both)
+    base_present = np.array([0, 1, 1, 1], bool)
+    s = L.summary(in_box, present, np.array([[0.5, 0.7], [0.9, np.nan], [0.1, 0.3], [0.6, 0.6]]), base_both,
+                  base_present)
     assert (s["a_in_box"], s["b_in_box"], s["both_in_box"], s["all_present"]) == (0.75, 0.5, 0.5, 0.75)
     assert (s["fixed"], s["broken"]) == (1, 1)  # image 0 fixed, image 1 broken
+    assert (s["present_gained"], s["present_lost"]) == (1, 1)  # image 0 gained, image 2 lost
     assert s["fit"] == pytest.approx((0.5 + 0.7 + 0.9 + 0.1 + 0.3 + 0.6 + 0.6) / 7)
 
 
@@ -91,6 +94,7 @@ def test_a_small_run_end_to_end():
         assert list(rows) == ["plain", "A-STAR", "A-STAR + layout"]
         for s in rows.values():
             assert 0 <= s["both_in_box"] <= s["a_in_box"] <= 1 and 0 <= s["all_present"] <= 1
-        assert 0 <= rows["A-STAR + layout"]["fit"] <= 1 and "fixed" in rows["A-STAR + layout"]
+        assert 0 <= rows["A-STAR + layout"]["fit"] <= 1
+        assert "fixed" in rows["A-STAR + layout"] and "present_lost" in rows["A-STAR + layout"]
     assert results["all"]["plain"]["images"] == 2
     assert any(line.startswith("| **all** | A-STAR + layout |") for line in "\n".join(lines).splitlines())

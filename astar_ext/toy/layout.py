@@ -20,7 +20,7 @@ its bounding box). Reported per kind and overall:
 * **both in box**: both at once (the target: at least 80 % with the layout);
 * **all present**: both objects drawn, anywhere (the layout must not lose objects: no lower than A-STAR's);
 * **fixed / broken**: images where both are in their boxes with the layout and not without it, and the reverse,
-  at the same seed (against A-STAR without a layout);
+  at the same seed (against A-STAR without a layout); **gained / lost**: the same for all present;
 * **fit**: the share of each concept's attention inside its region at the end of the window (with a layout);
 * 95 % Wilson intervals for the rates.
 
@@ -238,18 +238,24 @@ def sign_test(fixed: int, broken: int) -> float:
 
 
 def summary(in_box: np.ndarray, present: np.ndarray, fit: np.ndarray | None = None,
-            base_both: np.ndarray | None = None) -> dict[str, Any]:
+            base_both: np.ndarray | None = None, base_present: np.ndarray | None = None,
+            distinct: np.ndarray | None = None) -> dict[str, Any]:
+    """Rates, intervals and paired counts of one setting. ``distinct``: the rows that are distinct images, when
+    several rows are one image judged against several layouts (plain and A-STAR without a layout): the
+    all-present rate and its interval are then over those images only."""
     n = len(in_box)
     both = in_box.all(1)
     allp = present.all(1)
+    shown = allp if distinct is None else allp[distinct]
     out = {
         "images": n,
         "a_in_box": float(in_box[:, 0].mean()) if n else math.nan,
         "b_in_box": float(in_box[:, 1].mean()) if n else math.nan,
         "both_in_box": float(both.mean()) if n else math.nan,
         "both_in_box_ci": wilson(int(both.sum()), n),
-        "all_present": float(allp.mean()) if n else math.nan,
-        "all_present_ci": wilson(int(allp.sum()), n),
+        "all_present": float(shown.mean()) if len(shown) else math.nan,
+        "all_present_ci": wilson(int(shown.sum()), len(shown)),
+        "distinct_images": len(shown),
     }
     if fit is not None and np.isfinite(fit).any():
         out["fit"] = float(np.nanmean(fit))
@@ -257,6 +263,10 @@ def summary(in_box: np.ndarray, present: np.ndarray, fit: np.ndarray | None = No
         out["fixed"] = int((both & ~base_both).sum())
         out["broken"] = int((~both & base_both).sum())
         out["sign_p"] = sign_test(out["fixed"], out["broken"])
+    if base_present is not None:  # images with every object drawn here and not in the base, and the reverse
+        out["present_gained"] = int((allp & ~base_present).sum())
+        out["present_lost"] = int((~allp & base_present).sum())
+        out["present_p"] = sign_test(out["present_gained"], out["present_lost"])
     return out
 
 
@@ -270,14 +280,18 @@ def _ci(ci: tuple[float, float]) -> str:
 
 def table(rows: Sequence[tuple[str, str, dict[str, Any]]]) -> str:
     """A Markdown table of ``(layout kind, setting, summary)`` rows."""
-    lines = ["| layout | setting | images | A in box | B in box | **both in box** (95 % CI) | all present (95 % CI) "
-             "| fixed / broken vs A-STAR (sign p) | fit |", "|" + " --- |" * 9]
+    lines = ["| layout | setting | images | A in box | B in box | **both in box** (95 % CI) | both in box: fixed / "
+             "broken vs A-STAR (sign p) | all present (95 % CI) | all present: gained / lost vs A-STAR (sign p) "
+             "| fit |", "|" + " --- |" * 10]
     for kind, name, s in rows:
         fb = f"{s['fixed']} / {s['broken']} (p {s['sign_p']:.2g})" if "fixed" in s else "-"
+        gl = f"{s['present_gained']} / {s['present_lost']} (p {s['present_p']:.2g})" if "present_gained" in s else "-"
         fit = f"{s['fit']:.2f}" if "fit" in s else "-"
-        lines.append(f"| {kind} | {name} | {s['images']} | {_pct(s['a_in_box'])} | {_pct(s['b_in_box'])} "
-                     f"| {_pct(s['both_in_box'])} ({_ci(s['both_in_box_ci'])}) "
-                     f"| {_pct(s['all_present'])} ({_ci(s['all_present_ci'])}) | {fb} | {fit} |")
+        images = s["images"] if s.get("distinct_images", s["images"]) == s["images"] else \
+            f"{s['images']} ({s['distinct_images']} distinct)"
+        lines.append(f"| {kind} | {name} | {images} | {_pct(s['a_in_box'])} | {_pct(s['b_in_box'])} "
+                     f"| {_pct(s['both_in_box'])} ({_ci(s['both_in_box_ci'])}) | {fb} "
+                     f"| {_pct(s['all_present'])} ({_ci(s['all_present_ci'])}) | {gl} | {fit} |")
     return "\n".join(lines)
 
 
@@ -308,10 +322,13 @@ def evaluate(model: ToyLDM, prompts, seeds, kinds, base: Any, layout_settings: A
     results: dict[str, Any] = {}
     for kind in list(kinds) + ["all"]:
         sel = np.ones(len(cases), dtype=bool) if kind == "all" else kind_of == kind
-        base_both = astar.in_box[sel].all(1)
-        entries = (("plain", summary(plain.in_box[sel], plain.present[sel])),
-                   ("A-STAR", summary(astar.in_box[sel], astar.present[sel])),
-                   ("A-STAR + layout", summary(guided.in_box[sel], guided.present[sel], guided.fit[sel], base_both)))
+        base_both, base_present = astar.in_box[sel].all(1), astar.present[sel].all(1)
+        keys = [(c.prompt, c.seed) for c, s in zip(cases, sel) if s]
+        distinct = np.array(sorted({keys.index(k) for k in keys}))  # the rows of distinct images without a layout
+        entries = (("plain", summary(plain.in_box[sel], plain.present[sel], distinct=distinct)),
+                   ("A-STAR", summary(astar.in_box[sel], astar.present[sel], distinct=distinct)),
+                   ("A-STAR + layout", summary(guided.in_box[sel], guided.present[sel], guided.fit[sel], base_both,
+                                               base_present)))
         results[kind] = dict(entries)
         rows.extend((f"**{kind}**" if kind == "all" else kind, name, s) for name, s in entries)
     results["seconds"] = {"plain": plain.seconds, "A-STAR": astar.seconds, "A-STAR + layout": guided.seconds}
