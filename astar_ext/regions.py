@@ -218,14 +218,3 @@ def with_regions(prev_masks: torch.Tensor | None, prev_ok: torch.Tensor | None, 
     out = torch.where(pick[None, :, None, None], masks.to(prev_masks)[None].expand(i, -1, -1, -1), prev_masks)
     return out, prev_ok.to(pick.device) | pick[None]
 
-
-def describe(layout: Layout) -> str:
-    """``"cat 0.05 0.10 0.50 0.90; dog mask 512x512"``: the layout for messages (masks by size only)."""
-    parts = []
-    for r in layout.regions:
-        if r.box is not None:
-            parts.append(f"{r.concept} " + " ".join(f"{v:.2f}" for v in r.box))
-        else:
-            parts.append(f"{r.concept} mask {r.mask.shape[1]}x{r.mask.shape[0]}")
-    return "; ".join(parts)
-
