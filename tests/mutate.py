@@ -37,6 +37,7 @@ LOSSES = ("tests/test_losses.py",)
 SCHEDULE = ("tests/test_schedule.py",)
 CONTROLLER = ("tests/test_controller.py",)
 CAPTURE = ("tests/test_capture.py",)
+LAYOUT = ("tests/test_layout.py",)
 
 MUTANTS = [
     # maps.py: A&E's map extraction
@@ -110,6 +111,30 @@ MUTANTS = [
     Mutant("controller: retention masks from the threshold 0.5 whatever the setting", "astar_ext/controller.py",
            "masks, ok = retention_masks(maps, self.params.mask_threshold, self.options.mask_method)",
            "masks, ok = retention_masks(maps, 0.5, self.options.mask_method)", CONTROLLER),
+    # regions.py, and layout mode in losses.py / controller.py
+    Mutant("region coverage: not per cell (no * n)", "astar_ext/regions.py",
+           "    return inside * n\n", "    return inside\n", LAYOUT),
+    Mutant("region: x and y swapped", "astar_ext/regions.py",
+           "return np.outer(coverage_1d(y0, y1, h), coverage_1d(x0, x1, w))",
+           "return np.outer(coverage_1d(x0, x1, h), coverage_1d(y0, y1, w))", LAYOUT),
+    Mutant("region threshold: more than half instead of at least half", "astar_ext/regions.py",
+           "inside = coverage >= threshold - _TOL", "inside = coverage > threshold + _TOL", LAYOUT),
+    Mutant("region: a box under half a cell is lost", "astar_ext/regions.py",
+           "        inside = coverage >= top - _TOL\n", "        pass\n", LAYOUT),
+    Mutant("mask resize: nearest instead of area average", "astar_ext/regions.py",
+           "out[:, j] = coverage_1d(j / src, (j + 1) / src, dst)",
+           "out[min(dst - 1, int((j + 0.5) * dst / src)), j] = 1.0", LAYOUT),
+    Mutant("fit: over the region's area instead of the map's mass", "astar_ext/regions.py",
+           "total = maps.sum((-2, -1))", "total = masks.expand_as(maps).sum((-2, -1))", LAYOUT),
+    Mutant("layout: the region's concept gets no retention at the first step", "astar_ext/regions.py",
+           "return out, prev_ok.to(pick.device) | pick[None]", "return out, prev_ok.to(pick.device)", LAYOUT),
+    Mutant("layout weight ignored in the loss", "astar_ext/losses.py",
+           "total = seg_weight * seg + (retention * ret_weights.to(retention)[None]).sum(1)",
+           "total = seg_weight * seg + ret_weight * ret", LAYOUT),
+    Mutant("controller: the retention weight for the regions' concepts", "astar_ext/controller.py",
+           'float(getattr(p, "layout_weight", p.ret_weight))', "float(p.ret_weight)", LAYOUT),
+    Mutant("controller: regions not used", "astar_ext/controller.py",
+           "prev_masks, prev_ok = with_regions(prev_masks, prev_ok, regions, has, maps.shape)", "pass", LAYOUT),
     # capture.py: the recomputed probabilities
     Mutant("capture: no attention scale", "astar_ext/capture.py",
            "probs = (q @ k.transpose(-1, -2) * scale).softmax(-1).mean(1)  # [B, N, T]",

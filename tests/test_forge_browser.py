@@ -107,3 +107,41 @@ def test_accordion_picker_and_a_generation_from_the_ui(page):
     assert [e for e in page.exceptions if "astar" in e] == [] and page.dialogs == [], (page.exceptions, page.dialogs)
     if SHOTS:
         page.screenshot(os.path.join(SHOTS, "forge-generated.png"))
+
+
+LAYOUT_CANVAS = "#script_txt2img_astar_layout_editor canvas.astar-layout-canvas"
+LAYOUT_FIELD = "#script_txt2img_astar_layout textarea"
+
+
+def test_layout_editor_draws_a_box_on_forges_page(page):
+    """Layout mode's editor (astarLayout in javascript/astar.js) on Forge's own page: it appears in the A-STAR
+    accordion, takes the concepts, and a real mouse drag on its canvas draws the first concept's box and writes
+    the Layout field (the script's argument)."""
+    page.goto(URL, "!!document.querySelector('#script_txt2img_astar_layout_editor')", timeout=240)
+    page.click("#script_txt2img_astar_enabled .label-wrap")
+    page.wait('document.querySelector("#script_txt2img_astar_picker").getClientRects().length > 0', timeout=20,
+              what="the A-STAR accordion to open")
+    page.click("#script_txt2img_astar_layout_panel .label-wrap")
+    page.wait(f'document.querySelector({json.dumps(LAYOUT_CANVAS)})?.clientWidth > 100', timeout=20,
+              what="the layout canvas to show")
+    page.type_text(FIELD.format(tab="txt2img"), "cat, dog")
+    page.wait('document.querySelectorAll("#script_txt2img_astar_layout_editor .astar-layout-pick").length === 2',
+              timeout=20, what="a button per concept")
+    last, same = None, 0
+    for _ in range(200):  # wait until the canvas stops moving (the accordion opening, the picker's status)
+        now = page.rect(LAYOUT_CANVAS)
+        same = same + 1 if now == last else 0
+        if same >= 6:
+            break
+        last = now
+        page.pump(0.15)
+    page.drag(LAYOUT_CANVAS, (0.10, 0.20), (0.40, 0.80))
+    page.wait(f'document.querySelector({json.dumps(LAYOUT_FIELD)}).value.startsWith("cat ")', timeout=20,
+              what="the cat box in the Layout field")
+    words = page.js(f'document.querySelector({json.dumps(LAYOUT_FIELD)}).value').split()
+    box = [float(v) for v in words[1:5]]
+    assert words[0] == "cat" and all(abs(a - b) <= 0.011 for a, b in zip(box, [0.10, 0.20, 0.40, 0.80])), words
+    assert page.js("astarLayout.states.txt2img.entries.map(e => e.concept)") == ["cat"]
+    assert [e for e in page.exceptions if "astar" in e] == [] and page.dialogs == [], (page.exceptions, page.dialogs)
+    if SHOTS:
+        page.screenshot(os.path.join(SHOTS, "forge-layout.png"), "#script_txt2img_astar_layout_panel")

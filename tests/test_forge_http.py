@@ -84,7 +84,8 @@ def sdxl() -> str:
 def test_the_script_is_listed_with_the_fields_of_the_params_table():
     info = [s for s in post("/sdapi/v1/script-info") if s["name"] == "a-star"]
     assert {s["is_img2img"] for s in info} == {False, True}
-    assert [a["label"] for a in info[0]["args"]][:2] == ["A-STAR", "Concepts"]
+    labels = [a["label"] for a in info[0]["args"]]
+    assert labels[:2] == ["A-STAR", "Concepts"] and labels[10:] == ["Layout", "Layout weight"], labels
 
 
 def test_list_and_dict_forms_correct_the_latent():
@@ -194,3 +195,35 @@ def test_sdxl_corrects_with_both_text_encoders():
     assert not {"A-STAR error", "A-STAR skipped", "A-STAR warnings"} & set(keys), keys
     keys = keys_of(generate([on()], model=sdxl(), prompt="a (cat:1.3) and a [dog] BREAK on a sofa"))
     assert keys["A-STAR passes"] == "2" and "A-STAR skipped" not in keys, keys
+
+
+# --- layout mode (issue 11) on Forge -----------------------------------------------------------------------------
+LR = "cat 0.00 0.00 0.50 1.00; dog 0.50 0.00 1.00 1.00"
+
+
+def _fit(keys: dict[str, str]) -> dict[str, float]:
+    return {k: float(v) for k, v in (x.rsplit(" ", 1) for x in keys["A-STAR layout fit"].split(", "))}
+
+
+def test_layout_in_the_dict_and_at_position_10_changes_the_image():
+    """A layout through the API on Forge: the dict form and the positional list (position 10) both come back as
+    ``A-STAR layout`` with a fit per concept; the layout changes the image against A-STAR without one."""
+    boxed = generate([on(layout={"cat": [0, 0, 0.5, 1], "dog": [0.5, 0, 1, 1]})])
+    keys = keys_of(boxed)
+    assert keys["A-STAR layout"] == LR and keys["A-STAR passes"] == "2", keys
+    assert not {"A-STAR error", "A-STAR skipped"} & set(keys), keys
+    fit = _fit(keys)
+    assert set(fit) == {"cat", "dog"} and all(0 <= v <= 1 for v in fit.values()), fit
+    keys = keys_of(generate([True, "cat, dog", 20.0, 0.5, 1.0, 1.0, 1, 0.5, False, False, "dog 0.5 0 1 1", 10]))
+    assert keys["A-STAR layout"] == "dog 0.50 0.00 1.00 1.00" and set(_fit(keys)) == {"dog"}, keys
+    unboxed = generate([on()])
+    assert "A-STAR layout" not in keys_of(unboxed)
+    assert rgb(boxed["images"][0]) != rgb(unboxed["images"][0])
+
+
+def test_a_bad_layout_turns_astar_off_and_still_gives_an_image():
+    res = generate([on(layout={"bird": [0, 0, 0.5, 1]})])
+    assert len(res["images"]) == 1
+    keys = keys_of(res)
+    assert "layout: " in keys["A-STAR error"] and "not one of the concepts" in keys["A-STAR error"], keys
+    assert "A-STAR passes" not in keys

@@ -264,6 +264,40 @@ def test_hires_and_heatmaps(line):
     assert len(processed.images) == 2 and "A-STAR heatmap: " in processed.infotexts[1]
 
 
+LEFT_RIGHT = "cat 0.00 0.00 0.50 1.00; dog 0.50 0.00 1.00 1.00"
+
+
+def _fits(keys) -> dict[str, float]:
+    return {k: float(v) for k, v in (x.rsplit(" ", 1) for x in keys["A-STAR layout fit"].split(", "))}
+
+
+def test_layout_reaches_the_controller_through_the_forge_adapter(line):
+    """Layout mode (issue 11) on both lines: the dict form's boxes come back as ``A-STAR layout`` with a fit per
+    concept; opposite layouts on the same seed give different images, and each concept's share of attention in
+    the left half is higher when its box is there (the halves tile the map grid, so the share on the left in the
+    mirrored run is 1 - its fit)."""
+    left, _ = run(line, on(layout={"cat": [0, 0, 0.5, 1], "dog": [0.5, 0, 1, 1]}, window=1.0, scale=40), api=True,
+                  seed=3)
+    right, _ = run(line, on(layout="cat 0.5 0 1 1; dog 0 0 0.5 1", window=1.0, scale=40), seed=3)
+    plain, _ = run(line, on(window=1.0, scale=40), seed=3)
+    a_keys, b_keys = astar_keys(left), astar_keys(right)
+    assert a_keys["A-STAR layout"] == LEFT_RIGHT and "A-STAR error" not in a_keys, a_keys
+    assert b_keys["A-STAR layout"] == "cat 0.50 0.00 1.00 1.00; dog 0.00 0.00 0.50 1.00"
+    assert "A-STAR layout" not in astar_keys(plain) and "A-STAR layout fit" not in astar_keys(plain)
+    a, b = _fits(a_keys), _fits(b_keys)
+    assert set(a) == set(b) == {"cat", "dog"} and all(0 <= v <= 1 for v in (*a.values(), *b.values()))
+    assert left.images[0].tobytes() != right.images[0].tobytes() != plain.images[0].tobytes()
+    assert a["cat"] > 1 - b["cat"] and b["dog"] > 1 - a["dog"], (a, b)
+    assert no_hooks_left(line)
+
+
+def test_a_bad_layout_on_forge_gives_a_message_and_the_image(line):
+    processed, _ = run(line, on(layout={"bird": [0, 0, 0.5, 1]}), api=True)
+    keys = astar_keys(processed)
+    assert len(processed.images) == 1 and "'bird' is not one of the concepts" in keys["A-STAR error"], keys
+    assert "A-STAR passes" not in keys and no_hooks_left(line)
+
+
 def test_the_token_route_uses_forges_text_engine(forge):
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
