@@ -142,6 +142,12 @@ def test_layout_editor_draws_a_box_on_forges_page(page):
     box = [float(v) for v in words[1:5]]
     assert words[0] == "cat" and all(abs(a - b) <= 0.011 for a, b in zip(box, [0.10, 0.20, 0.40, 0.80])), words
     assert page.js("astarLayout.states.txt2img.entries.map(e => e.concept)") == ["cat"]
+    # the canvas has the tab's aspect ratio (Forge main's default 512x640 is taller than the editor's height cap)
+    ratio = page.js('(() => { const h = Number(document.querySelector("#txt2img_height input[type=number]").value),'
+                    ' w = Number(document.querySelector("#txt2img_width input[type=number]").value);'
+                    f' const c = document.querySelector({json.dumps(LAYOUT_CANVAS)});'
+                    ' return [h / w, c.clientHeight / c.clientWidth]; })()')
+    assert abs(ratio[0] - ratio[1]) < 0.02, ratio
     assert [e for e in page.exceptions if "astar" in e] == [] and page.dialogs == [], (page.exceptions, page.dialogs)
     if SHOTS:
         page.screenshot(os.path.join(SHOTS, "forge-layout.png"), "#script_txt2img_astar_layout_panel")
