@@ -13,6 +13,8 @@ import os
 
 import pytest
 
+from tests.test_layout_browser import drag, settle
+
 URL = os.environ.get("ASTAR_FORGE_URL", "").rstrip("/")
 CHROMIUM = os.environ.get("ASTAR_CHROMIUM", "/usr/bin/chromium")
 SHOTS = os.environ.get("ASTAR_FORGE_SHOTS")
@@ -121,21 +123,14 @@ def test_layout_editor_draws_a_box_on_forges_page(page):
     page.click("#script_txt2img_astar_enabled .label-wrap")
     page.wait('document.querySelector("#script_txt2img_astar_picker").getClientRects().length > 0', timeout=20,
               what="the A-STAR accordion to open")
+    settle(page, "#script_txt2img_astar_layout_panel .label-wrap")  # the opening accordion moves it
     page.click("#script_txt2img_astar_layout_panel .label-wrap")
     page.wait(f'document.querySelector({json.dumps(LAYOUT_CANVAS)})?.clientWidth > 100', timeout=20,
               what="the layout canvas to show")
     page.type_text(FIELD.format(tab="txt2img"), "cat, dog")
     page.wait('document.querySelectorAll("#script_txt2img_astar_layout_editor .astar-layout-pick").length === 2',
               timeout=20, what="a button per concept")
-    last, same = None, 0
-    for _ in range(200):  # wait until the canvas stops moving (the accordion opening, the picker's status)
-        now = page.rect(LAYOUT_CANVAS)
-        same = same + 1 if now == last else 0
-        if same >= 6:
-            break
-        last = now
-        page.pump(0.15)
-    page.drag(LAYOUT_CANVAS, (0.10, 0.20), (0.40, 0.80))
+    drag(page, LAYOUT_CANVAS, (0.10, 0.20), (0.40, 0.80))  # once the canvas has stopped moving
     page.wait(f'document.querySelector({json.dumps(LAYOUT_FIELD)}).value.startsWith("cat ")', timeout=20,
               what="the cat box in the Layout field")
     words = page.js(f'document.querySelector({json.dumps(LAYOUT_FIELD)}).value').split()
