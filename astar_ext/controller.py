@@ -29,7 +29,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -43,6 +43,21 @@ from .regions import Layout, fit, with_regions
 from .schedule import Schedule, sigma_space_factor
 
 DenoiseFn = Callable[[torch.Tensor, Any], Any]
+
+
+@contextlib.contextmanager
+def grad_mode() -> Iterator[None]:
+    """Autograd on for the loss pass, also when the host samples under ``torch.inference_mode()``.
+
+    WebUI Forge runs the whole batch loop in inference mode (``modules/processing.py``), where
+    ``torch.enable_grad()`` alone records nothing. Inside this block inference mode is off (a no-op
+    where it was not on): tensors made here are normal tensors that autograd can save, while the
+    inference tensors of the host (the sampler's latent, the conditioning) can still be read. Writing
+    into an inference tensor in place is allowed only in inference mode, so the caller updates the
+    latent after the block.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +173,11 @@ def _scalar(sigma: Any) -> float:
     if isinstance(sigma, torch.Tensor):
         return float(sigma.detach().flatten()[0])
     return float(sigma)
+
+
+def _plain(t: torch.Tensor | None) -> torch.Tensor | None:
+    """``t``, or a normal copy of it when it is an inference tensor (call outside inference mode)."""
+    return t.clone() if isinstance(t, torch.Tensor) and t.is_inference() else t
 
 
 def _rows(t: torch.Tensor) -> list[list[float]]:
@@ -333,6 +353,13 @@ class AStarController:
         self.labels = layout.labels
         p = self.params
         scale = self.options.loss_scale
+        with torch.inference_mode(False):
+            # what the loss saves for its backward pass must not be an inference tensor (Forge builds the
+            # layout and the previous step's masks under inference mode)
+            layout = dataclasses.replace(layout, **{f.name: _plain(getattr(layout, f.name))
+                                                    for f in dataclasses.fields(layout)
+                                                    if isinstance(getattr(layout, f.name), torch.Tensor)})
+            self._prev_masks, self._prev_ok = _plain(self._prev_masks), _plain(self._prev_ok)
         groups = self._groups(layout)
         image_valid = layout.image_valid
         with contextlib.ExitStack() as stack:
@@ -345,13 +372,14 @@ class AStarController:
                     self.interrupted = True
                     record.skipped.append("interrupted")
                     break
-                z = x.detach().clone().requires_grad_(True)
                 grad = None
                 constant = False
                 firsts: list[tuple[torch.Tensor, torch.Tensor, Any, torch.Tensor | None]] = []
                 key = None
                 use_prev = False
-                with torch.enable_grad():
+                with grad_mode():
+                    # a normal tensor even when x is an inference tensor (Forge samples in inference mode)
+                    z = x.detach().clone().requires_grad_(True)
                     for images, rows, group_layout in groups:
                         tf = time.perf_counter()
                         rec = self._record(z, sigma, group_layout, denoise_fn, rows)
@@ -406,6 +434,7 @@ class AStarController:
                     record.skipped.append(f"non-finite gradient at iteration {it}")
                     continue
                 record.grad_norm = float(grad.norm())
+                # back in the caller's mode: an inference tensor can be written in place only in inference mode
                 with torch.no_grad():
                     delta = grad * (record.step_size * factor)
                     x.copy_((x.float() - delta).to(x.dtype))
@@ -431,8 +460,9 @@ class AStarController:
         record.loss = float(terms.total.detach().mean())
         record.overlap = _rows(terms.pairs)
         record.pair_valid = _pair_valid(valid)
-        masks, ok = retention_masks(maps, self.params.mask_threshold, self.options.mask_method)
-        ok = ok & valid.to(ok.device)
+        with torch.inference_mode(False):  # normal tensors: the next iteration's or step's loss saves them
+            masks, ok = retention_masks(maps, self.params.mask_threshold, self.options.mask_method)
+            ok = ok & _plain(valid).to(ok.device)
         ret = terms.retention.detach().float().cpu()
         record.fit = self._fit(layout.labels, maps, valid)
         # where Eq. 3 had a mask: the previous step's automatic one, or (with a layout) the concept's region

@@ -171,3 +171,45 @@ class PassConcepts:
                     if w not in tok.missing_notes and w not in out:
                         out.append(w)
         return out
+
+
+def encoders_tokenizer(encoders: Sequence[Any], decode: Callable[[int], str] | None = None) -> Tokenizer:
+    """The :class:`Tokenizer` of one or more text encoders that tokenize the same prompt side by side.
+
+    ``encoders``: objects with ``tokenize_line``, ``tokenize`` and ``id_end`` (the WebUI's text encoder
+    wrappers; Forge's ``ClassicTextProcessingEngine``), in context order. The first one tokenizes; with
+    several (SDXL's CLIP-L and OpenCLIP-bigG, whose outputs are concatenated channel-wise, so a token column
+    is the same column in both) each prompt is checked to be split into the same chunks of the same token
+    ids by every encoder (:func:`same_tokens`); a prompt they split differently raises ``ValueError`` (A-STAR
+    then skips the pass and says why).
+    """
+    first = encoders[0]
+    line = first.tokenize_line
+    if len(encoders) > 1:
+        def line(text: str, _encoders=tuple(encoders)) -> tuple[list[Any], int]:
+            result = _encoders[0].tokenize_line(text)
+            for other in _encoders[1:]:
+                problem = same_tokens(result[0], other.tokenize_line(text)[0])
+                if problem:
+                    raise ValueError(f"the text encoders {type(_encoders[0]).__name__} and {type(other).__name__} "
+                                     f"split this prompt differently ({problem}), so a token column would name "
+                                     "different words in the two halves of the context")
+            return result
+    return Tokenizer(line, first.tokenize, int(first.id_end), decode)
+
+
+def same_tokens(chunks: list[Any], others: list[Any]) -> str | None:
+    """None when two ``tokenize_line`` results have the same chunks, token ids and embedding positions;
+    otherwise what differs first."""
+    if len(chunks) != len(others):
+        return f"{len(chunks)} and {len(others)} chunks of 77 tokens"
+    for c, (a, b) in enumerate(zip(chunks, others)):
+        ids_a, ids_b = list(getattr(a, "tokens", a)), list(getattr(b, "tokens", b))
+        if ids_a != ids_b:
+            j = next((j for j, (u, v) in enumerate(zip(ids_a, ids_b)) if u != v), min(len(ids_a), len(ids_b)))
+            return f"token {77 * c + j}: ids {ids_a[j:j + 3]} and {ids_b[j:j + 3]}"
+        fixes_a = [(int(f[0]), getattr(f[1], "vectors", None)) for f in getattr(a, "fixes", ()) or ()]
+        fixes_b = [(int(f[0]), getattr(f[1], "vectors", None)) for f in getattr(b, "fixes", ()) or ()]
+        if fixes_a != fixes_b:
+            return f"embeddings of chunk {c} at {fixes_a} and {fixes_b}"
+    return None

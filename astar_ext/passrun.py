@@ -8,10 +8,18 @@ no hook outlives the run.
 
 The pre-hook receives the sampler's own latent ``x`` (first argument of ``CFGDenoiser.forward``).
 On the main call of a step inside the window it asks the :class:`AStarController` for the update,
-which runs the conditional-only pass through ``denoiser.inner_model`` (cond rows that hold a concept,
-each image with its own columns) and writes the corrected latent into ``x`` in place; the same call
-then denoises from it and the sampler steps from it. At the first step after the window it
-measures the overlap once more (no gradient) for the summary.
+which runs the conditional-only pass (cond rows that hold a concept, each image with its own columns)
+and writes the corrected latent into ``x`` in place; the same call then denoises from it and the
+sampler steps from it. At the first step after the window it measures the overlap once more (no
+gradient) for the summary.
+
+The hosts differ in how the conditional-only pass reaches the UNet, and the host adapter says how
+(``cond_pass``): AUTOMATIC1111 through the CFG denoiser's ``inner_model`` (:func:`webui_cond_pass`,
+the default), WebUI Forge through its ``KModel.apply_model`` (the Forge adapter's own). Forge also
+samples under ``torch.inference_mode()`` with a UNet whose weights are inference tensors; the
+controller leaves inference mode for the loss pass (:func:`~astar_ext.controller.grad_mode`) and
+the adapter's ``prepare`` makes the weights normal tensors when the sampler starts (after the host
+has moved the model to its device), see :func:`normal_tensors`.
 
 The refiner: the WebUI swaps the model inside the denoiser call that reaches the switch point, after this
 pre-hook has run. The next call (or the end of sampling, when the switch came at the last call) sees another
@@ -67,6 +75,10 @@ class PassRun:
         concepts: the pass's :class:`~astar_ext.passconcepts.PassConcepts`.
         unet: the UNet whose ``attn2`` layers are captured.
         reconstruct: ``prompt_parser.reconstruct_multicond_batch``.
+        cond_pass: ``cond_pass(denoiser, kwargs, call, rows) -> denoise_fn`` builds the controller's
+            conditional-only pass at one denoiser call (default :func:`webui_cond_pass` with ``reconstruct``).
+        prepare: called once when the sampler starts, before the hooks are installed (Forge: make the UNet's
+            weights normal tensors); an exception there stops the run with a message, sampling goes on.
         current_model: returns the loaded model (a change means the refiner took over).
         should_stop: True when the user pressed Interrupt or Skip.
         options: engine options; ``level`` the capture level; ``layers`` the captured layers (None: all
@@ -78,7 +90,8 @@ class PassRun:
                  reconstruct: Callable, current_model: Callable[[], Any], should_stop: Callable[[], bool],
                  options: EngineOptions = EngineOptions(), level: int = 2, layers: list[str] | None = None,
                  context_transform: Callable | None = None, label: str = "first pass",
-                 report: Callable[[str], None] = print, layout: Layout | None = None):
+                 report: Callable[[str], None] = print, cond_pass: Callable | None = None,
+                 prepare: Callable[[], Any] | None = None, layout: Layout | None = None):
         self.params = params
         self.plan = plan
         self.concepts = concepts
@@ -90,6 +103,8 @@ class PassRun:
         self.level = level
         self.layers = layers
         self.context_transform = context_transform
+        self.cond_pass = cond_pass or functools.partial(webui_cond_pass, reconstruct)
+        self.prepare = prepare
         self.label = label
         self.report = report
         self.layout = layout
@@ -156,6 +171,8 @@ class PassRun:
         p = self.params
         self.schedule = Schedule(self.plan.steps(self.sigmas), p.window, p.scale, p.iterations)
         try:
+            if self.prepare is not None:
+                self.prepare()
             capture = AttentionCapture(self.unet, level=self.level, layers=self.layers,
                                        context_transform=self.context_transform)
             self.controller = AStarController(capture, self.schedule, p, sigma_space=self.plan.sigma_space,
@@ -232,7 +249,7 @@ class PassRun:
         at = self.concepts.layout_at(call)
         if at is None:
             return
-        denoise = self._cond_pass(denoiser, kwargs, call, list(at.rows))
+        denoise = self.cond_pass(denoiser, kwargs, call, list(at.rows))
         if step < schedule.optimised_steps:
             record = self.controller.step(x, sigma, step, at.layout, denoise)
         else:
@@ -252,32 +269,6 @@ class PassRun:
                     f"A-STAR's window of {window} steps: A-STAR corrected the base model's steps only")
         return (f"{self.label}: the refiner {name} took over at step {at + 1} of {self.schedule.steps}, after "
                 f"A-STAR's window of {window} steps: A-STAR ran on the base model only")
-
-    def _cond_pass(self, denoiser: torch.nn.Module, kwargs: dict, call: int, rows: list[int]) -> Callable:
-        """``denoise_fn(x, sigma)`` for the controller: the cond rows that hold a concept, through the
-        denoiser's inner model, as the CFG denoiser would run them at this call."""
-        conds_list, tensor = self.reconstruct(kwargs["cond"], call)
-        image_of_row = [0] * sum(len(c) for c in conds_list)
-        for image, parts in enumerate(conds_list):
-            for row, _weight in parts:
-                image_of_row[row] = image
-        images = torch.tensor([image_of_row[r] for r in rows], dtype=torch.long)
-        row_index = torch.tensor(rows, dtype=torch.long)
-        image_cond = kwargs.get("image_cond")
-        inner = denoiser.inner_model
-
-        def denoise(x: torch.Tensor, sigma: torch.Tensor, subset: list[int] | None = None) -> Any:
-            """``subset``: only these of the rows (indexes into ``rows``; the controller's per-image passes)."""
-            dev = x.device
-            pick = torch.arange(len(rows)) if subset is None else torch.tensor(subset, dtype=torch.long)
-            idx = images[pick].to(dev)
-            c = subscript_rows(tensor, row_index[pick])
-            ic = image_cond[idx.to(image_cond.device)] if image_cond is not None else None
-            s = torch.as_tensor(sigma, device=dev)
-            s = s[idx] if s.dim() else s.expand(len(pick))
-            return inner(x[idx], s, cond=make_condition_dict(c, ic))
-
-        return denoise
 
     # --- what happened ---------------------------------------------------------------------------------
     @property
@@ -378,6 +369,69 @@ class PassRun:
             for r in self.controller.records:
                 out.extend(f"step {r.step}: {s}" for s in r.skipped if s != "interrupted")
         return out
+
+
+def webui_cond_pass(reconstruct: Callable, denoiser: torch.nn.Module, kwargs: dict, call: int,
+                    rows: list[int]) -> Callable:
+    """``denoise_fn(x, sigma)`` for the controller on AUTOMATIC1111: the cond rows that hold a concept, through
+    the CFG denoiser's inner model, as the CFG denoiser would run them at this call.
+
+    ``reconstruct`` is ``prompt_parser.reconstruct_multicond_batch``; ``kwargs`` the denoiser call's keyword
+    arguments (``cond``, ``image_cond``); ``rows`` the conditioning rows of :meth:`PassConcepts.layout_at`.
+    """
+    conds_list, tensor = reconstruct(kwargs["cond"], call)
+    images = image_of_rows(conds_list, rows)
+    row_index = torch.tensor(rows, dtype=torch.long)
+    image_cond = kwargs.get("image_cond")
+    inner = denoiser.inner_model
+
+    def denoise(x: torch.Tensor, sigma: torch.Tensor, subset: list[int] | None = None) -> Any:
+        """``subset``: only these of the rows (indexes into ``rows``; the controller's per-image passes)."""
+        dev = x.device
+        pick = torch.arange(len(rows)) if subset is None else torch.tensor(subset, dtype=torch.long)
+        idx = images[pick].to(dev)
+        c = subscript_rows(tensor, row_index[pick])
+        ic = image_cond[idx.to(image_cond.device)] if image_cond is not None else None
+        s = torch.as_tensor(sigma, device=dev)
+        s = s[idx] if s.dim() else s.expand(len(pick))
+        return inner(x[idx], s, cond=make_condition_dict(c, ic))
+
+    return denoise
+
+
+def image_of_rows(conds_list: list, rows: list[int]) -> torch.Tensor:
+    """``[len(rows)]`` long: the batch image of each conditioning row (``conds_list``: per image, its
+    ``(row, weight)`` pairs, as ``reconstruct_multicond_batch`` returns them)."""
+    image_of_row = [0] * sum(len(c) for c in conds_list)
+    for image, parts in enumerate(conds_list):
+        for row, _weight in parts:
+            image_of_row[row] = image
+    return torch.tensor([image_of_row[r] for r in rows], dtype=torch.long)
+
+
+def normal_tensors(module: torch.nn.Module) -> int:
+    """Replace each parameter and buffer of ``module`` that is an inference tensor by a normal copy (same
+    values, device, dtype and ``requires_grad``); returns how many were replaced.
+
+    A model built or moved under ``torch.inference_mode()`` (WebUI Forge loads and moves its models so) has
+    inference tensors as weights, and autograd cannot save them for a backward pass ("Inference tensors cannot
+    be saved for backward"). Replacing the ``Parameter`` objects (setting ``.data`` is not enough: the
+    parameter would stay an inference tensor) keeps the host working: the host reads them, and writes into
+    them in place only under inference mode, where normal tensors may be written too. One parameter is
+    copied at a time, so the extra memory is that of the largest one. Runs outside inference mode.
+    """
+    count = 0
+    with torch.inference_mode(False), torch.no_grad():
+        for sub in module.modules():
+            for name, param in list(sub._parameters.items()):
+                if param is not None and param.is_inference():
+                    sub._parameters[name] = torch.nn.Parameter(param.clone(), requires_grad=param.requires_grad)
+                    count += 1
+            for name, buf in list(sub._buffers.items()):
+                if buf is not None and buf.is_inference():
+                    sub._buffers[name] = buf.clone()
+                    count += 1
+    return count
 
 
 def checkpoint_of(model: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Which denoiser call is the main call of which step, for each sampler of WebUI 1.10.1.
+"""Which denoiser call is the main call of which step, for each sampler of WebUI 1.10.1 and WebUI Forge.
 
 A-STAR corrects the sampler's own latent in a forward pre-hook on the CFG denoiser. That latent
 is the first argument of the denoiser only on the *main* call of a step (the one whose result the
@@ -17,10 +17,13 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-# k-diffusion (and LCM) samplers that call the denoiser once per step, always on the latent they hold
+# k-diffusion (and LCM) samplers that call the denoiser once per step, always on the latent they hold.
+# WebUI Forge adds IPNDM, IPNDM_V and DEIS (its vendored k_diffusion/sampling.py: one call per step on
+# ``x_cur``, from which ``x_next`` is computed) and DDPM (backend/modules/k_diffusion_extra.py,
+# ``generic_step_sampler``: one call per step on ``x``, the next ``x`` computed from it).
 FIRST_ORDER = {
     "sample_euler", "sample_euler_ancestral", "sample_lms", "sample_dpmpp_2m", "sample_dpmpp_2m_sde",
-    "sample_dpmpp_3m_sde", "sample_lcm",
+    "sample_dpmpp_3m_sde", "sample_lcm", "sample_ipndm", "sample_ipndm_v", "sample_deis", "sample_ddpm",
 }
 # k-diffusion samplers whose step i calls the denoiser on x (main), then on an intermediate point,
 # except the last step (sigma_{i+1} = 0), which makes only the main call
@@ -40,6 +43,7 @@ REFUSED = {
                        "pattern of denoiser calls",
     "sample_dpm_fast": "DPM fast is not supported: it evaluates the denoiser a varying number of times per step",
     "sample_dpm_adaptive": "DPM adaptive is not supported: its steps are chosen at run time",
+    "sample_heunpp2": "HeunPP2 is not supported: it evaluates the denoiser one, two or three times per step",
 }
 
 

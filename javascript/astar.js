@@ -472,6 +472,9 @@ var astarLayout = (function() {
         var canvas = st.canvas;
         var ratio = aspect(st);
         st.stage.style.aspectRatio = (1 / ratio).toFixed(4);
+        // style.css caps the stage at 420 px wide and 480 px high; a tall image (Forge's default 512x640) would hit
+        // the height cap with the width unchanged and squash the canvas, so the width shrinks to keep the ratio
+        st.stage.style.maxWidth = Math.min(420, 480 / ratio).toFixed(1) + "px";
         var cssW = canvas.clientWidth;
         var cssH = canvas.clientHeight;
         if (!cssW || !cssH) return;

@@ -7,6 +7,8 @@ import warnings
 
 import pytest
 
+from tests.standin.forge.harness import forge  # noqa: F401  (fixture: the stand-in WebUI Forge)
+from tests.standin.forge_classic.harness import forge_classic  # noqa: F401  (fixture: the stand-in Forge Classic)
 from tests.standin.webui.harness import webui  # noqa: F401  (fixture: the stand-in WebUI 1.10.1)
 
 SCRIPT = str(pathlib.Path(__file__).resolve().parents[1] / "scripts" / "astar.py")

@@ -171,6 +171,12 @@ def test_layout_editor_in_chromium(page):
                 f' el.value = {value}; el.dispatchEvent(new Event("input", {{bubbles: true}})); }})()')
     page.wait(f'(() => {{ const c = document.querySelector({json.dumps(canvas)});'
               f' return Math.abs(c.clientHeight / c.clientWidth - 0.5) < 0.02; }})()', what="a 2:1 canvas")
+    # a tall image too, where the stage's height cap applies (Forge main's default is 512x640)
+    for name, value in (("width", 512), ("height", 768)):
+        page.js(f'(() => {{ const el = document.querySelector("#txt2img_{name} input[type=number]");'
+                f' el.value = {value}; el.dispatchEvent(new Event("input", {{bubbles: true}})); }})()')
+    page.wait(f'(() => {{ const c = document.querySelector({json.dumps(canvas)});'
+              f' return Math.abs(c.clientHeight / c.clientWidth - 1.5) < 0.02; }})()', what="a 2:3 canvas")
     if SHOTS:
         page.screenshot(os.path.join(SHOTS, "layout-standin.png"), "#script_txt2img_astar_layout_panel")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..passconcepts import Tokenizer
+from ..passconcepts import Tokenizer, encoders_tokenizer, same_tokens  # noqa: F401
 
 
 def is_sd2(sd_model: Any) -> bool:
@@ -128,40 +128,11 @@ def tokenizer(sd_model: Any) -> Tokenizer:
     """The text encoder wrapper's own tokenization.
 
     SD 1.x/2.x: ``cond_stage_model``. SDXL: the first text encoder of the conditioner, after checking that
-    every other one splits each prompt into the same chunks of the same token ids (see :func:`same_tokens`);
-    a prompt they split differently raises ``ValueError`` (A-STAR then skips the pass and says why).
+    every other one splits each prompt into the same chunks of the same token ids
+    (:func:`~astar_ext.passconcepts.encoders_tokenizer`).
     """
     encoders = text_encoders(sd_model)
-    first = encoders[0]
-    line = first.tokenize_line
-    if len(encoders) > 1:
-        def line(text: str, _encoders=tuple(encoders)) -> tuple[list[Any], int]:
-            result = _encoders[0].tokenize_line(text)
-            for other in _encoders[1:]:
-                problem = same_tokens(result[0], other.tokenize_line(text)[0])
-                if problem:
-                    raise ValueError(f"the text encoders {type(_encoders[0]).__name__} and {type(other).__name__} "
-                                     f"split this prompt differently ({problem}), so a token column would name "
-                                     "different words in the two halves of the context")
-            return result
-    return Tokenizer(line, first.tokenize, int(first.id_end), _decoder(first))
-
-
-def same_tokens(chunks: list[Any], others: list[Any]) -> str | None:
-    """None when two ``tokenize_line`` results have the same chunks, token ids and embedding positions;
-    otherwise what differs first."""
-    if len(chunks) != len(others):
-        return f"{len(chunks)} and {len(others)} chunks of 77 tokens"
-    for c, (a, b) in enumerate(zip(chunks, others)):
-        ids_a, ids_b = list(getattr(a, "tokens", a)), list(getattr(b, "tokens", b))
-        if ids_a != ids_b:
-            j = next((j for j, (u, v) in enumerate(zip(ids_a, ids_b)) if u != v), min(len(ids_a), len(ids_b)))
-            return f"token {77 * c + j}: ids {ids_a[j:j + 3]} and {ids_b[j:j + 3]}"
-        fixes_a = [(int(f[0]), getattr(f[1], "vectors", None)) for f in getattr(a, "fixes", ()) or ()]
-        fixes_b = [(int(f[0]), getattr(f[1], "vectors", None)) for f in getattr(b, "fixes", ()) or ()]
-        if fixes_a != fixes_b:
-            return f"embeddings of chunk {c} at {fixes_a} and {fixes_b}"
-    return None
+    return encoders_tokenizer(encoders, _decoder(encoders[0]))
 
 
 def hypernetwork_transform(shared: Any) -> Any:
@@ -176,3 +147,34 @@ def hypernetwork_transform(shared: Any) -> Any:
         return context_k
 
     return transform
+
+
+class WebUIHost:
+    """The :class:`~astar_ext.hostapi.Host` of AUTOMATIC1111 1.10 (ldm and sgm models; the functions above)."""
+
+    name = "AUTOMATIC1111 WebUI"
+    layer_defaults_text = LAYER_DEFAULTS_TEXT
+
+    def refusal(self, shared: Any, p: Any) -> str | None:
+        return refusal(shared, p)
+
+    def model_refusal(self, sd_model: Any) -> str | None:
+        return model_refusal(sd_model)
+
+    def unet(self, sd_model: Any) -> Any:
+        return sd_model.model.diffusion_model
+
+    def tokenizer(self, sd_model: Any) -> Tokenizer:
+        return tokenizer(sd_model)
+
+    def excludes_eot(self, sd_model: Any) -> bool:
+        return excludes_eot(sd_model)
+
+    def layer_choice(self, sd_model: Any, setting: str) -> str:
+        return layer_choice(sd_model, setting)
+
+    def run_options(self, shared: Any, sd_model: Any) -> dict:
+        return {"context_transform": hypernetwork_transform(shared), "cond_pass": None, "prepare": None}
+
+
+HOST = WebUIHost()

@@ -31,10 +31,11 @@ from modules import extra_networks, prompt_parser, shared
 from starlette.concurrency import run_in_threadpool
 
 from .. import params as P
+from ..hostapi import NoModelLoaded
 from ..passconcepts import PassConcepts, Tokenizer
 from ..suggest import suggest
 from ..tokens import CHUNK_TOKENS, ConceptItem, Word, parse_concepts, prompt_words
-from . import host
+from .hosting import current_host
 
 ROUTE = "/astar/v1/tokens"
 MAX_PROMPT_CHARS = 20000
@@ -114,7 +115,9 @@ def model_tokenizer(sd_model: Any) -> Tokenizer:
     if sd_model is None:
         raise RouteError(503, "no model is loaded yet; try again when the checkpoint has loaded")
     try:
-        tok = host.tokenizer(sd_model)
+        tok = current_host().tokenizer(sd_model)
+    except NoModelLoaded as e:
+        raise RouteError(503, f"no model is loaded yet ({e}); try again when the checkpoint has loaded") from None
     except Exception as e:  # noqa: BLE001 - any model the adapter cannot read
         raise RouteError(503, f"the loaded model's tokenizer cannot be used: {e}") from None
     if tok.decode is None:
@@ -255,7 +258,7 @@ def handle(request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     except Exception as e:  # noqa: BLE001 - a JSON answer, never an HTML error page
         return 500, {"error": f"A-STAR could not read the prompt's tokens: {type(e).__name__}: {e}"}
     body["model"] = _model_name(sd_model)
-    body["refusal"] = host.model_refusal(sd_model)
+    body["refusal"] = current_host().model_refusal(sd_model)
     return 200, body
 
 

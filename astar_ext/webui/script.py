@@ -31,7 +31,7 @@ from ..passrun import PassRun, detach_all
 from ..regions import Layout
 from ..samplers import plan_for
 from ..tokens import parse_concepts
-from . import host
+from .hosting import current_host, use_host  # noqa: F401  (use_host: scripts/astar.py)
 from .route import on_app_started as add_token_route
 
 try:  # WebUI >= 1.8
@@ -93,7 +93,7 @@ def settings_defaults() -> Any:
 
 def engine_options(sd_model: Any) -> EngineOptions:
     rule = _opt("astar_eot_rule", "automatic")
-    normalize_eot = host.excludes_eot(sd_model) if rule == "automatic" else rule == "exclude"
+    normalize_eot = current_host().excludes_eot(sd_model) if rule == "automatic" else rule == "exclude"
     method = _opt("astar_mask_method", "threshold")
     return EngineOptions(normalize_eot=normalize_eot, mask_method=method if method in MASK_METHODS else "threshold",
                          early_exit=bool(_opt("astar_early_exit", True)))
@@ -227,7 +227,7 @@ class AStarScript(scripts.Script):
         if not items:
             state.skip("no concepts given")
             return
-        reason = host.refusal(shared, p)
+        reason = current_host().refusal(shared, p)
         if reason:
             state.skip(reason)
 
@@ -260,11 +260,12 @@ class AStarScript(scripts.Script):
             state.skip(plan if not is_hr else f"{label}: {plan}")
             return
         sd_model = shared.sd_model
+        host = current_host()
         reason = host.model_refusal(sd_model)
         if reason:
             state.skip(reason)
             return
-        unet = sd_model.model.diffusion_model
+        unet = host.unet(sd_model)
         choice = host.layer_choice(sd_model, _opt("astar_layers", "automatic"))
         try:
             layers = select_layers(unet, 2, choice)
@@ -287,8 +288,8 @@ class AStarScript(scripts.Script):
             params=state.params, plan=plan, concepts=concepts, unet=unet,
             reconstruct=prompt_parser.reconstruct_multicond_batch, current_model=lambda: shared.sd_model,
             should_stop=lambda: bool(shared.state.interrupted or shared.state.skipped),
-            options=options, level=2, layers=layers,
-            context_transform=host.hypernetwork_transform(shared), label=label, layout=state.layout,
+            options=options, level=2, layers=layers, label=label, layout=state.layout,
+            **host.run_options(shared, sd_model),
         )
         if len(layers) < len(all_layers):
             state.layers = f"{choice}, {len(layers)} of the {len(all_layers)} image/32 layers"
@@ -305,7 +306,7 @@ class AStarScript(scripts.Script):
             n = getattr(p, "hr_second_pass_steps", 0) or p.steps
             hires_steps = config.total_steps(n) if config is not None else n
         return PassConcepts(
-            state.items, prompts, prompt_parser, steps, host.tokenizer(sd_model), hires_steps=hires_steps,
+            state.items, prompts, prompt_parser, steps, current_host().tokenizer(sd_model), hires_steps=hires_steps,
             use_old_scheduling=bool(_opt("use_old_scheduling", False)),
             normalize_eot=normalize_eot,
         )
@@ -427,8 +428,9 @@ def on_ui_settings() -> None:
         "automatic", "EOT and padding in the x100 re-normalisation (automatic: kept on SD 1.x, excluded on SD 2.x "
                      "and SDXL)",
         gr.Radio, {"choices": list(EOT_RULES)}, section=section))
+    automatic = current_host().layer_defaults_text
     shared.opts.add_option("astar_layers", shared.OptionInfo(
-        "automatic", "Cross-attention layers at image/32 whose maps A-STAR uses (automatic: " + host.LAYER_DEFAULTS_TEXT
+        "automatic", "Cross-attention layers at image/32 whose maps A-STAR uses (automatic: " + automatic
         + "; down = encoder, mid = middle block, up = decoder)", gr.Radio, {"choices": list(LAYER_SETTINGS)},
         section=section))
     shared.opts.add_option("astar_early_exit", shared.OptionInfo(
@@ -458,7 +460,9 @@ def on_before_ui() -> None:
         def apply(p, x, xs, name=f.name):
             setattr(p, f"astar_{name}", x)
 
-        xyz.axis_options.append(xyz.AxisOption(label, f.type, apply, format_value=xyz.format_value_add_label))
+        # the default format ("label: value") is the same everywhere; Forge Classic's xyz_grid.py does not have
+        # the WebUI's format_value_add_label in its namespace (it lives in its lib_xyz/axis_format.py)
+        xyz.axis_options.append(xyz.AxisOption(label, f.type, apply))
 
 
 def on_script_unloaded() -> None:

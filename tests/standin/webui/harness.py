@@ -126,6 +126,7 @@ class WebUI:
     """Handle on the installed stand-in WebUI; ``webui.<module>`` gives the stand-in ``modules.<module>``."""
 
     purge_prefixes = ("modules", "astar_ext.webui")
+    xyz_path = XYZ_PATH
 
     def __init__(self, tiny):
         self.tiny = tiny
@@ -234,7 +235,7 @@ class WebUI:
         sc = self.scripts
         sc.include_builtin_scripts = builtin_scripts
         sc.script_classes[:] = [item for item in scripts if inspect.isclass(item)]
-        files = [sc.ScriptFile(self.paths.script_path, "xyz_grid.py", XYZ_PATH)] if with_xyz else []
+        files = [sc.ScriptFile(self.paths.script_path, "xyz_grid.py", self.xyz_path)] if with_xyz else []
         for item in scripts:
             if isinstance(item, (str, os.PathLike)):
                 path = os.path.abspath(item)

@@ -47,6 +47,9 @@ class _Tokenizer:
         return dict(self.bpe.encoder)
 
     def convert_ids_to_tokens(self, ids):
+        """As HF's: one id gives one token, a list of ids a list."""
+        if isinstance(ids, int):
+            return self.bpe.decoder[ids]
         return [self.bpe.decoder[i] for i in ids]
 
 

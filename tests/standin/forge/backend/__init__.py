@@ -1,0 +1,1 @@
+"""STAND-IN package of WebUI Forge's ``backend`` (see ``tests/standin/forge``)."""

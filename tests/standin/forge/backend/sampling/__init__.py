@@ -1,0 +1,1 @@
+"""STAND-IN package of WebUI Forge's ``backend.sampling`` (see ``tests/standin/forge``)."""
