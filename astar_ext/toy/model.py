@@ -38,7 +38,7 @@ from torch import nn
 
 from ..bench.tiny import sd_alphas_cumprod
 from .tokenizer import CHUNK, ToyTokenizer
-from .vae import ToyVAE, VAEConfig
+from .vae import ToyVAE, VAEConfig, colour_matrix
 
 WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy_model.pt")
 CLIP_VOCAB = 49408
@@ -218,6 +218,13 @@ class ToyLDM(nn.Module):
     def to_image(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents ``[B, 4, 32, 32]`` -> images ``[B, 3, 256, 256]`` (clamped to [-1, 1])."""
         return self.first_stage_model.decode(latents / self.config.scale_factor).clamp(-1, 1)
+
+    def to_grid(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents ``[B, 4, 32, 32]`` -> the 32x32 scene grid ``[B, 3, 32, 32]`` in [-1, 1] of their images:
+        what :meth:`to_image` gives, averaged over its 8x8 blocks (the constructed VAE's decoder is ``M^T z``
+        upsampled 8x; tests check the two agree), without running the decoder at 256 px."""
+        m = colour_matrix().to(latents)
+        return torch.einsum("jc,bjhw->bchw", m, latents / self.config.scale_factor).clamp(-1, 1)
 
 
 def unet_params(c: ToyConfig) -> dict[str, Any]:

@@ -64,7 +64,7 @@ class CacheConfig:
     """The cached training scenes: ``scenes`` random scenes of the mix ``one``/``two``/``three`` objects
     whose captions name an undrawn object with probability ``absent`` (see :class:`~astar_ext.toy.data.DataMix`)."""
 
-    scenes: int = 8000
+    scenes: int = 5000
     one: float = 0.5
     two: float = 0.35
     three: float = 0.15
