@@ -35,13 +35,12 @@ def test_checkpoint_has_an_sd1_checkpoints_names_and_the_yaml_builds_its_modules
     assert p["cond_stage_config"]["params"]["version"] == paths["clip"]
     assert p["scale_factor"] == load_model().config.scale_factor
     # the UNet and the VAE the WebUI would build from the yaml take these weights exactly
-    unet = UNetModel(**p["unet_config"]["params"])
-    got = {k[len("model.diffusion_model."):]: v for k, v in state.items() if k.startswith("model.diffusion_model.")}
-    assert {k: tuple(v.shape) for k, v in unet.state_dict().items()} == {k: tuple(v.shape) for k, v in got.items()}
     dd = p["first_stage_config"]["params"]["ddconfig"]
-    for prefix, module in (("first_stage_model.encoder.", Encoder(**dd)), ("first_stage_model.decoder.", Decoder(**dd))):
-        got = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        assert {k: tuple(v.shape) for k, v in module.state_dict().items()} == {k: tuple(v.shape) for k, v in got.items()}
+    built = {"model.diffusion_model.": UNetModel(**p["unet_config"]["params"]),
+             "first_stage_model.encoder.": Encoder(**dd), "first_stage_model.decoder.": Decoder(**dd)}
+    for prefix, module in built.items():
+        got = {k[len(prefix):]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
+        assert {k: tuple(v.shape) for k, v in module.state_dict().items()} == got, prefix
     assert p["first_stage_config"]["params"]["embed_dim"] == state["first_stage_model.post_quant_conv.weight"].shape[0]
     assert all(v.dtype == torch.float16 for v in state.values())
     keys = [k for k in state if k.startswith("cond_stage_model.")]

@@ -50,7 +50,7 @@ CAPTION_DROPOUT = 0.1
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     steps: int = 3000
-    batch: int = 32
+    batch: int = 16
     lr: float = 1e-3
     warmup: int = 100
     weight_decay: float = 0.01
