@@ -158,8 +158,9 @@ class Scores:
 
 def evaluate(model: ToyLDM, prompts: Sequence[tuple[tuple[str, str], ...]], seeds: Sequence[int],
              params: Any | None, steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG,
-             batch: int = 64) -> Scores:
-    """Generate every prompt at every seed (plain when ``params`` is None) and detect the objects."""
+             batch: int = 64, layers: str = "all") -> Scores:
+    """Generate every prompt at every seed (plain when ``params`` is None) and detect the objects (on the scene
+    grid of the final latents, :meth:`~astar_ext.toy.model.ToyLDM.to_grid`). ``layers``: the maps' layers."""
     rows = [(i, objs, s) for i, objs in enumerate(prompts) for s in seeds]
     present, correct, o_mid, o_mean, iou = [], [], [], [], []
     t0 = time.perf_counter()
@@ -168,7 +169,7 @@ def evaluate(model: ToyLDM, prompts: Sequence[tuple[tuple[str, str], ...]], seed
         texts = [prompt_text(objs, i) for i, objs, _ in part]
         concepts = [", ".join(f"{c} {s}" for c, s in objs) for _, objs, _ in part]
         run = generate(model, texts, [s for _, _, s in part], concepts, params, steps=steps, cfg_scale=cfg_scale,
-                       decode=False)
+                       decode=False, layers=layers)
         for r, (_, objs, _) in enumerate(part):
             dets = T.detect(T.to_numpy_image(run.images[r]))
             present.append([T.drawn(dets, c) for c, _ in objs])
@@ -274,8 +275,10 @@ def run_sweep(model: ToyLDM, prompt_sets: dict[str, Sequence], seeds, base: Any,
 
 def run_compare(model: ToyLDM, prompt_sets: dict[str, Sequence], seeds, candidates: Sequence[str], steps: int,
                 cfg_scale: float, log=print) -> dict[str, Any]:
-    """Plain and each candidate setting (``"ret_weight=2,window=0.75"``; ``""``: the defaults) on each prompt set."""
+    """Plain and each candidate setting (``"ret_weight=2,window=0.75"``; ``""``: the defaults; ``layers=up`` picks
+    the maps' layers as the WebUI's ``astar_layers`` setting does) on each prompt set."""
     configs = [("plain", None)] + [(c or "defaults", parse_overrides(c)) for c in candidates]
+    layer_choice = {name: (o or {}).pop("layers", "all") for name, o in configs}
     for _, overrides in configs:
         settings(overrides)
     results: dict[str, Any] = {}
@@ -284,7 +287,7 @@ def run_compare(model: ToyLDM, prompt_sets: dict[str, Sequence], seeds, candidat
             continue
         rows, plain = [], None
         for name, overrides in configs:
-            scores = evaluate(model, prompts, seeds, settings(overrides), steps, cfg_scale)
+            scores = evaluate(model, prompts, seeds, settings(overrides), steps, cfg_scale, layers=layer_choice[name])
             plain = scores if overrides is None else plain
             rows.append((name, scores.summary(None if overrides is None else plain)))
         log(f"\n### {label}: {len(prompts)} prompts x {len(seeds)} seeds = {len(prompts) * len(seeds)} images\n")

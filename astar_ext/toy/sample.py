@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..capture import AttentionCapture
+from ..capture import AttentionCapture, select_layers
 from ..controller import AStarController, EngineOptions
 from ..losses import binary_iou, retention_masks
 from ..maps import ColumnLayout
@@ -129,13 +129,15 @@ def generate(
     measure_steps: int | None = None,
     options: EngineOptions = EngineOptions(),
     decode: bool = True,
+    layers: str = "all",
 ) -> Run:
     """Generate ``prompts[i]`` from ``seeds[i]`` with k-diffusion's Euler sampler, plain (``params=None``)
     or with A-STAR (an ``AStarParams``; its ``enabled`` field is not consulted).
 
     ``measure_steps`` (default ``steps // 2 + 1``): how many steps, from the first, are measured.
     ``decode=False``: ``images`` is the 32x32 scene grid of the latents (what the detector reads), without
-    running the VAE's decoder (:meth:`~astar_ext.toy.model.ToyLDM.to_grid`).
+    running the VAE's decoder (:meth:`~astar_ext.toy.model.ToyLDM.to_grid`). ``layers``: which image/32
+    cross-attention layers give the maps (the WebUI's ``astar_layers`` setting: ``all``, ``down``, ``up``, ...).
     """
     import k_diffusion as K
 
@@ -151,7 +153,9 @@ def generate(
     schedule = Schedule(steps, params.window, params.scale, params.iterations) if params is not None \
         else Schedule(steps, 0.0)
     run_params = params if params is not None else _plain_params()
-    ctrl = AStarController(AttentionCapture(model.diffusion_model, level=model.config.capture_level), schedule,
+    level = model.config.capture_level
+    chosen = None if layers == "all" else select_layers(model.diffusion_model, level, layers)
+    ctrl = AStarController(AttentionCapture(model.diffusion_model, level=level, layers=chosen), schedule,
                            run_params, options=dataclasses.replace(options, keep_maps=True))
     measured: list[torch.Tensor] = []
 
