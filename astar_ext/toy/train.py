@@ -57,6 +57,10 @@ class TrainConfig:
     ema: float = 0.998
     seed: int = 0
     min_snr: float = 0.0  # 0: unweighted v-loss
+    high_noise: float = 0.0  # share of the batch with t drawn from [HIGH_NOISE_FROM, 1000) instead of [0, 1000)
+
+
+HIGH_NOISE_FROM = 600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +139,10 @@ def make_batch(model: ToyLDM, cache: dict, cfg: TrainConfig, step: int, device: 
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     x0 = cache["latents"][torch.from_numpy(rows)].float() * model.config.scale_factor
     t = torch.randint(0, 1000, (cfg.batch,), generator=gen)
+    if cfg.high_noise > 0:  # drawn after the step's other numbers, so that 0 keeps earlier runs' batches
+        high = torch.rand(cfg.batch, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + step + 7)) \
+            < cfg.high_noise
+        t = torch.where(high, HIGH_NOISE_FROM + t * (1000 - HIGH_NOISE_FROM) // 1000, t)
     eps = torch.randn(x0.shape, generator=gen)
     ac = model.alphas_cumprod.cpu()[t].view(-1, 1, 1, 1)
     zt = ac.sqrt() * x0 + (1 - ac).sqrt() * eps
@@ -242,6 +250,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr", type=float, default=d.lr)
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--min-snr", type=float, default=d.min_snr, help="Min-SNR gamma of the loss weighting; 0: none")
+    ap.add_argument("--high-noise", type=float, default=d.high_noise,
+                    help=f"share of each batch with t from [{HIGH_NOISE_FROM}, 1000): where the layout is decided "
+                         "and the noisy latent tells little, so the text must")
     ap.add_argument("--scenes", type=int, default=c.scenes, help="cached training scenes")
     ap.add_argument("--mix", type=float, nargs=3, default=(c.one, c.two, c.three), metavar=("ONE", "TWO", "THREE"),
                     help="probabilities of one, two and three objects per scene")
@@ -256,7 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
     vae = ToyVAE(VAEConfig()).eval()
     ccfg = CacheConfig(a.scenes, *a.mix, absent=a.absent, seed=a.seed)
     cache = build_cache(vae, ccfg, os.path.join(a.dir, "cache.pt"))
-    cfg = TrainConfig(steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, min_snr=a.min_snr)
+    cfg = TrainConfig(steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, min_snr=a.min_snr, high_noise=a.high_noise)
     record = {"cache": {"config": cache["config"], "seconds": round(cache["seconds"], 1),
                                            "scale_factor": cache["scale_factor"]}}
     return train(cfg, os.path.join(a.dir, "model.ckpt"), a.export, vae, cache, a.max_minutes, a.save_every,
