@@ -157,6 +157,7 @@ def _settings(cfg: TrainConfig | dict) -> dict:
     """Everything of a config but its number of steps (what a history segment records)."""
     d = dataclasses.asdict(cfg) if isinstance(cfg, TrainConfig) else dict(cfg)
     d.pop("steps", None)
+    d.setdefault("high_noise", 0.0)  # checkpoints from before the option
     return d
 
 
@@ -189,7 +190,7 @@ def train(cfg: TrainConfig, checkpoint: str, export: str | None, vae: ToyVAE, ca
         step, seconds = state["step"], state["seconds"]
         history = state.get("history") or [{"to_step": step, "settings": _settings(state["train_config"])}]
         print(f"resumed at step {step} ({seconds / 60:.1f} min so far)")
-    if not history or history[-1]["settings"] != settings:
+    if not history or _settings(history[-1]["settings"]) != settings:
         history.append({"to_step": step, "settings": settings})
 
     def save() -> None:
