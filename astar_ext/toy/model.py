@@ -15,8 +15,9 @@ so that one set of weights runs here (host-free) and in the WebUI (:mod:`astar_e
   cross-attention ``attn2``) at the 8x8 level and in the middle block.
 
 **Capture level 2** (image/32, the WebUI adapter's level): the maps are 8x8 at 256 px, from the five
-``attn2`` layers of ``input_blocks.7/8`` and ``output_blocks.3/4/5`` (SD 1.x has five 16x16 layers at
-512 px in the same places); the middle block's is at 4x4, as SD 1.x's is at 8x8.
+``attn2`` layers of ``input_blocks.5/6`` and ``output_blocks.2/3/4`` (SD 1.x has five 16x16 layers at
+512 px, in ``input_blocks.7/8`` and ``output_blocks.3/4/5``); the middle block's is at 4x4, as SD 1.x's is
+at 8x8.
 
 **Noise schedule**: SD's scaled-linear betas (1000 steps) with v-prediction, as SD 2.x's 768-v models
 (``parameterization = "v"``). :class:`ToyLDM` exposes ``alphas_cumprod`` and ``apply_model`` so that
