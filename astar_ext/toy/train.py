@@ -163,12 +163,14 @@ def _settings(cfg: TrainConfig | dict) -> dict:
 
 def train(cfg: TrainConfig, checkpoint: str, export: str | None, vae: ToyVAE, cache: dict,
           max_minutes: float | None = None, save_every: int = 100, log_every: int = 25,
-          record: dict | None = None) -> dict:
+          record: dict | None = None, attention_resolutions: tuple[int, ...] | None = None) -> dict:
     """Stage 2: train the UNet and the text encoder on ``cache`` (the VAE is frozen); export the EMA weights
     with the VAE's when the run is complete. Returns the training record (``meta`` of the exported weights)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)
     config = ToyConfig(scale_factor=round(cache["scale_factor"], 5))
+    if attention_resolutions is not None:
+        config = dataclasses.replace(config, attention_resolutions=tuple(attention_resolutions))
     model = ToyLDM(config)
     model.first_stage_model.load_state_dict(vae.state_dict())
     model.first_stage_model.requires_grad_(False)
@@ -259,6 +261,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="probabilities of one, two and three objects per scene")
     ap.add_argument("--absent", type=float, default=c.absent,
                     help="share of one- and two-object captions that name one more, undrawn object")
+    ap.add_argument("--attention", default=None, metavar="DS",
+                    help="the UNet's cross-attention levels as downsampling factors, e.g. '2,4' (also at 16x16; "
+                         "default: the shipped model's 4, at 8x8 and the middle block only)")
     ap.add_argument("--export", default=None, help="write the EMA weights (fp16) here when the run is complete")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
     ap.add_argument("--save-every", type=int, default=100)
@@ -271,8 +276,9 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = TrainConfig(steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, min_snr=a.min_snr, high_noise=a.high_noise)
     record = {"cache": {"config": cache["config"], "seconds": round(cache["seconds"], 1),
                                            "scale_factor": cache["scale_factor"]}}
+    attention = tuple(int(x) for x in a.attention.split(",")) if a.attention else None
     return train(cfg, os.path.join(a.dir, "model.ckpt"), a.export, vae, cache, a.max_minutes, a.save_every,
-                 record=record)
+                 record=record, attention_resolutions=attention)
 
 
 if __name__ == "__main__":
