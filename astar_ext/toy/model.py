@@ -12,12 +12,13 @@ so that one set of weights runs here (host-free) and in the WebUI (:mod:`astar_e
   f = 8: an image ``[3, 256, 256]`` is a latent ``[4, 32, 32]``, as SD 1.x's 512 px are ``[4, 64, 64]``.
 * **UNet** (``diffusion_model``): ``ldm.modules.diffusionmodules.openaimodel.UNetModel``, four levels
   (32x32, 16x16, 8x8, 4x4 at 32 / 64 / 96 / 96 channels), spatial transformers (self-attention ``attn1``,
-  cross-attention ``attn2``) at the 8x8 level and in the middle block.
+  cross-attention ``attn2``) at the 16x16 and 8x8 levels and in the middle block (the text enters at 16x16
+  too: with cross-attention at 8x8 alone the model learnt the scenes but hardly followed the prompt).
 
 **Capture level 2** (image/32, the WebUI adapter's level): the maps are 8x8 at 256 px, from the five
 ``attn2`` layers of ``input_blocks.5/6`` and ``output_blocks.2/3/4`` (SD 1.x has five 16x16 layers at
 512 px, in ``input_blocks.7/8`` and ``output_blocks.3/4/5``); the middle block's is at 4x4, as SD 1.x's is
-at 8x8.
+at 8x8. Level 1 (image/16) has three 16x16 layers (``input_blocks.3``, ``output_blocks.5/6``).
 
 **Noise schedule**: SD's scaled-linear betas (1000 steps) with v-prediction, as SD 2.x's 768-v models
 (``parameterization = "v"``). :class:`ToyLDM` exposes ``alphas_cumprod`` and ``apply_model`` so that
@@ -54,7 +55,7 @@ class ToyConfig:
     model_channels: int = 32
     channel_mult: tuple[int, ...] = (1, 2, 3, 3)
     num_res_blocks: tuple[int, ...] = (1, 1, 2, 1)
-    attention_resolutions: tuple[int, ...] = (4,)
+    attention_resolutions: tuple[int, ...] = (2, 4)
     num_head_channels: int = 32
     context_dim: int = 64
     text_layers: int = 2
