@@ -17,7 +17,7 @@ and 32x32 for SDXL at 1024 px.
 
 Which layers of that level: all of them by default (Attend-and-Excite's rule); :func:`select_layers` picks a
 part of the UNet instead (``"up"``: the decoder's, ``"down+mid"``, ...; :data:`LAYER_CHOICES`), for the
-cost of the gradient pass on SDXL, whose image/32 level holds 60 layers (README, "SDXL layers").
+cost of the gradient pass on SDXL, whose image/32 level holds 60 layers (docs/design.md, "SDXL layers").
 
 Hooks are owned: :meth:`install` is idempotent, :meth:`remove` removes every handle, the object is
 a context manager, and :func:`remove_all` removes the hooks of every live capture (for a UI

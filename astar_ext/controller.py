@@ -14,6 +14,11 @@ latent ``x``, the noise level, the batch's :class:`~astar_ext.maps.ColumnLayout`
    sampler steps from the corrected latent (Eq. 4's update ``z'_t = z_t - alpha_t grad L``);
 4. keeps the binary masks of this step's maps (pre-update, detached) for the next step.
 
+With a layout (the params' ``layout`` field, :mod:`astar_ext.regions`), each concept that has a region is
+held to it: at every corrected step, from the first, its region on the map grid replaces its mask ``B`` in
+Eq. 3, and its Eq. 3 term is weighted by ``layout_weight`` instead of ``ret_weight``; the other concepts keep
+the rolling automatic masks.
+
 It polls ``should_stop()`` before every pass and records per-step diagnostics
 (:class:`StepRecord`). It uses no random numbers.
 """
@@ -34,6 +39,7 @@ from .checkpointing import checkpointed_blocks
 from .losses import LossTerms, astar_loss, binary_iou, concept_pairs, retention_masks, segregation_loss
 from .maps import ColumnLayout, concept_maps
 from .params import DEFAULTS
+from .regions import Layout, fit, with_regions
 from .schedule import Schedule, sigma_space_factor
 
 DenoiseFn = Callable[[torch.Tensor, Any], Any]
@@ -98,7 +104,9 @@ class StepRecord:
     ``pair_valid[r][p]`` is False: a concept of the pair is not in that image's prompt);
     ``retention[r][m]`` Eq. 3's term of concept ``m`` (``None`` where skipped);
     ``retention_iou[r][m]`` the IoU of concept ``m``'s binary mask at this step and at the
-    previous optimised step (``None`` without a previous mask).
+    previous optimised step (``None`` without a previous mask). ``fit[r][m]``: with a layout, the share
+    of concept ``m``'s attention inside its region (``None`` for a concept without a region or not in the
+    image; empty without a layout).
 
     ``passes`` counts loss-pass forwards, ``gradients`` backward passes (fewer with the adaptive
     skip, more with per-image passes), ``updates`` applied updates. ``below[r]`` says that image
@@ -118,6 +126,7 @@ class StepRecord:
     pair_valid: list[list[bool]] = dataclasses.field(default_factory=list)
     retention: list[list[float | None]] = dataclasses.field(default_factory=list)
     retention_iou: list[list[float | None]] = dataclasses.field(default_factory=list)
+    fit: list[list[float | None]] = dataclasses.field(default_factory=list)
     grad_norm: float = math.nan
     passes: int = 0
     gradients: int = 0
@@ -133,7 +142,7 @@ class StepRecord:
 
 @dataclasses.dataclass
 class MeasureRecord:
-    """A no-gradient measurement of the concept maps at one step (no update)."""
+    """A no-gradient measurement of the concept maps at one step (no update); ``fit`` as in :class:`StepRecord`."""
 
     step: int
     sigma: float
@@ -142,6 +151,7 @@ class MeasureRecord:
     seg_loss: float
     seconds: float
     maps: torch.Tensor | None = None
+    fit: list[list[float | None]] = dataclasses.field(default_factory=list)
 
 
 def _scalar(sigma: Any) -> float:
@@ -191,6 +201,9 @@ class AStarController:
             sampler's latent is the UNet input itself (DDIM/PLMS, "sigma" = timestep).
         options: :class:`EngineOptions`.
         should_stop: polled before each pass; True stops the correction of this step.
+        layout: the concepts' target regions (:class:`~astar_ext.regions.Layout`); default: decoded from
+            ``params.layout`` (none when it is empty). With a layout, the adaptive skip is off (a small
+            overlap says nothing about where the concepts are).
     """
 
     def __init__(
@@ -201,6 +214,7 @@ class AStarController:
         sigma_space: bool = True,
         options: EngineOptions = EngineOptions(),
         should_stop: Callable[[], bool] | None = None,
+        layout: Layout | None = None,
     ):
         self.capture = capture
         self.schedule = schedule
@@ -215,6 +229,9 @@ class AStarController:
         self._prev_ok: torch.Tensor | None = None
         self._prev_key: tuple | None = None
         self.interrupted = False
+        if layout is None and getattr(params, "layout", ""):
+            layout = Layout.parse(params.layout)
+        self.layout = layout if layout else None
 
     # --- ownership of the hooks ----------------------------------------------------------------
     def open(self) -> AStarController:
@@ -289,7 +306,7 @@ class AStarController:
     def _below(self, terms: Any, valid: torch.Tensor) -> torch.Tensor | None:
         """``[I]`` bool: images whose mean pair overlap is under ``skip_below`` (None when the skip is off)."""
         k = valid.shape[1]
-        if self.options.skip_below <= 0 or k < 2:
+        if self.options.skip_below <= 0 or k < 2 or self.layout is not None:
             return None
         pairs = concept_pairs(k)
         m_idx = torch.tensor([p[0] for p in pairs], device=valid.device)
@@ -347,10 +364,15 @@ class AStarController:
                         if key is None:
                             key = self._masks_key(layout, maps, image_valid)
                             use_prev = self._prev_key == key
-                        terms = astar_loss(maps, valid,
-                                           self._prev_masks[images] if use_prev else None,
-                                           self._prev_ok[images] if use_prev else None,
-                                           p.seg_weight, p.ret_weight)
+                        prev_masks = self._prev_masks[images] if use_prev else None
+                        prev_ok = self._prev_ok[images] if use_prev else None
+                        weights = None
+                        if self.layout is not None:
+                            regions, has = self.layout.grids(layout.labels, maps.shape[-2:], maps.device)
+                            prev_masks, prev_ok = with_regions(prev_masks, prev_ok, regions, has, maps.shape)
+                            weights = torch.where(has, float(getattr(p, "layout_weight", p.ret_weight)),
+                                                  float(p.ret_weight))
+                        terms = astar_loss(maps, valid, prev_masks, prev_ok, p.seg_weight, p.ret_weight, weights)
                         below = self._below(terms, valid)
                         if it == 0:
                             firsts.append((maps.detach(), valid, _detached(terms), below))
@@ -412,16 +434,20 @@ class AStarController:
         masks, ok = retention_masks(maps, self.params.mask_threshold, self.options.mask_method)
         ok = ok & valid.to(ok.device)
         ret = terms.retention.detach().float().cpu()
+        record.fit = self._fit(layout.labels, maps, valid)
+        # where Eq. 3 had a mask: the previous step's automatic one, or (with a layout) the concept's region
+        had = (self._prev_ok.cpu() if use_prev else torch.zeros(ret.shape, dtype=torch.bool))
+        if self.layout is not None:
+            had = had | self.layout.grids(layout.labels, maps.shape[-2:])[1][None]
+        had = had & valid.cpu()
+        record.retention = [[float(ret[r, m]) if bool(had[r, m]) else None
+                             for m in range(ret.shape[1])] for r in range(ret.shape[0])]
         if use_prev:
-            had = (self._prev_ok & valid.to(ok.device)).cpu()
-            prev_ok = had & ok.cpu()
+            prev_ok = (self._prev_ok & valid.to(ok.device)).cpu() & ok.cpu()
             iou = binary_iou(masks, self._prev_masks).cpu()
-            record.retention = [[float(ret[r, m]) if bool(had[r, m]) else None
-                                 for m in range(ret.shape[1])] for r in range(ret.shape[0])]
             record.retention_iou = [[float(iou[r, m]) if bool(prev_ok[r, m]) else None
                                      for m in range(iou.shape[1])] for r in range(iou.shape[0])]
         else:
-            record.retention = [[None] * ret.shape[1] for _ in range(ret.shape[0])]
             record.retention_iou = [[None] * ret.shape[1] for _ in range(ret.shape[0])]
         if self.options.keep_maps:
             record.maps = maps.detach().float().cpu()
@@ -438,9 +464,21 @@ class AStarController:
         m = MeasureRecord(step=step, sigma=_scalar(sigma), overlap=_rows(pairs), pair_valid=_pair_valid(valid),
                           seg_loss=float(seg.mean()),
                           seconds=time.perf_counter() - t0,
-                          maps=maps.float().cpu() if self.options.keep_maps else None)
+                          maps=maps.float().cpu() if self.options.keep_maps else None,
+                          fit=self._fit(layout.labels, maps, valid))
         self.measures.append(m)
         return m
+
+    def _fit(self, labels: tuple[str, ...], maps: torch.Tensor, valid: torch.Tensor) -> list[list[float | None]]:
+        """Per image and concept, the share of the concept's attention inside its region (``regions.fit``);
+        ``None`` for a concept without a region or not in the image; empty without a layout."""
+        if self.layout is None:
+            return []
+        regions, has = self.layout.grids(labels, maps.shape[-2:], maps.device)
+        share = fit(maps, regions).cpu()
+        ok = (has[None].cpu() & valid.cpu())
+        return [[float(share[r, m]) if bool(ok[r, m]) else None for m in range(share.shape[1])]
+                for r in range(share.shape[0])]
 
     # --- summaries -------------------------------------------------------------------------------
     @property

@@ -2,8 +2,9 @@
 
 :func:`render` draws, for one generated image, a grid with one row per concept and one column per moment
 (by default: the first corrected step before its update, the end of the window, the mean over all steps),
-each tile the concept's map over the image with a colour scale and the concept's name, and below the
-grid a small chart of the segregation and retention losses per step.
+each tile the concept's map over the image with a colour scale and the concept's name (and, in layout
+mode, the outline of the concept's region on the map grid), and below the grid a small chart of the
+segregation and retention losses per step.
 
 Maps are ``[h, w]`` tensors or arrays of the attention-map resolution (image/32); they are upsampled
 bilinearly to the tile size. Colours follow a perceptually ordered dark-to-bright ramp defined here.
@@ -57,6 +58,23 @@ def overlay(image: Image.Image, m, vmax: float, alpha: float = 0.6, size: tuple[
     colours = colormap(values).astype(np.float64)
     mixed = np.asarray(base, dtype=np.float64) * (1 - alpha) + colours * alpha
     return Image.fromarray(np.round(mixed).astype(np.uint8))
+
+
+def region_outline(tile: Image.Image, region, colour=(80, 240, 255)) -> Image.Image:
+    """``tile`` with the outline of a region drawn on it: ``region`` is ``[h, w]`` bool on the map grid (the
+    layout's region as the losses saw it), scaled to the tile with each cell a rectangle."""
+    mask = np.asarray(_as_array(region) > 0.5)
+    big = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(tile.size, Image.NEAREST)) > 0
+    edge = np.zeros_like(big)
+    edge[:-1] |= big[:-1] != big[1:]
+    edge[1:] |= big[:-1] != big[1:]
+    edge[:, :-1] |= big[:, :-1] != big[:, 1:]
+    edge[:, 1:] |= big[:, :-1] != big[:, 1:]
+    edge[[0, -1], :] |= big[[0, -1], :]
+    edge[:, [0, -1]] |= big[:, [0, -1]]
+    out = np.array(tile.convert("RGB"))
+    out[edge] = colour
+    return Image.fromarray(out)
 
 
 def _font() -> ImageFont.ImageFont:
@@ -118,7 +136,7 @@ def loss_chart(steps: Sequence[int], series: Mapping[str, Sequence[float]], widt
 
 def render(image: Image.Image, maps: Mapping[str, Mapping[str, object]], steps: Sequence[int] = (),
            losses: Mapping[str, Sequence[float]] | None = None, window_end: int | None = None,
-           title: str = "A-STAR") -> Image.Image:
+           title: str = "A-STAR", regions: Mapping[str, object] | None = None) -> Image.Image:
     """The heatmap picture of one generated image.
 
     Args:
@@ -128,6 +146,8 @@ def render(image: Image.Image, maps: Mapping[str, Mapping[str, object]], steps: 
             empty.
         steps, losses: the steps and the loss series for the chart (``{"segregation": [...], ...}``).
         window_end: the first step after the window (a vertical mark in the chart).
+        regions: ``{concept: [h, w] bool}``, the layout's regions on the map grid: each is outlined on its
+            concept's tiles.
     """
     concepts = list(maps)
     columns: list[str] = []
@@ -158,7 +178,10 @@ def render(image: Image.Image, maps: Mapping[str, Mapping[str, object]], steps: 
             if m is None:
                 draw.rectangle([x, y + LABEL_H, x + tw - 1, y + LABEL_H + th - 1], outline=(70, 70, 70))
                 continue
-            canvas.paste(overlay(image, m, vmax, size=(tw, th)), (x, y + LABEL_H))
+            tile = overlay(image, m, vmax, size=(tw, th))
+            if regions and regions.get(concept) is not None:
+                tile = region_outline(tile, regions[concept])
+            canvas.paste(tile, (x, y + LABEL_H))
         if r == 0:
             canvas.paste(bar, (PAD + len(columns) * (tw + PAD), y))
     if chart is not None:

@@ -154,10 +154,13 @@ def astar_loss(
     prev_ok: torch.Tensor | None,
     seg_weight: float = 1.0,
     ret_weight: float = 1.0,
+    ret_weights: torch.Tensor | None = None,
 ) -> LossTerms:
     """Eq. 4 with weights: ``seg_weight * L_seg + ret_weight * L_ret``.
 
-    Without previous masks (the first optimised step) ``L_ret`` is 0.
+    Without previous masks (the first optimised step) ``L_ret`` is 0. ``ret_weights`` ``[K]``: a weight per
+    concept for its Eq. 3 term instead of ``ret_weight`` (layout mode weighs the concepts held to a region
+    apart from those on their automatic masks); ``ret`` stays the unweighted sum.
     """
     seg, pairs = segregation_loss(maps, valid)
     if prev_masks is None or prev_ok is None:
@@ -165,5 +168,8 @@ def astar_loss(
         retention = maps.new_zeros(maps.shape[:2])
     else:
         ret, retention = retention_loss(maps, prev_masks, prev_ok & valid)
-    total = seg_weight * seg + ret_weight * ret
+    if ret_weights is None:
+        total = seg_weight * seg + ret_weight * ret
+    else:
+        total = seg_weight * seg + (retention * ret_weights.to(retention)[None]).sum(1)
     return LossTerms(total, seg, ret, pairs, retention)

@@ -9,6 +9,8 @@ Standard library only: this module is imported by the WebUI adapter and by the t
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import difflib
 import json
@@ -73,6 +75,14 @@ FIELDS: tuple[Field, ...] = (
     Field("heatmaps", "Heatmaps", bool, False, "A-STAR heatmaps",
           help="Add each concept's attention map (first corrected step, end of the window, mean over steps) and "
                "a chart of the losses to the gallery, after the images. They are not saved as outputs."),
+    Field("layout", "Layout", str, "", "A-STAR layout",
+          help="Where each concept goes: 'cat 0.05 0.10 0.50 0.90; dog 0.55 0.10 0.95 0.90' (a concept, then its box "
+               "x0 y0 x1 y1 in fractions of the image width and height, from the top left). Each concept with a "
+               "box is held to it instead of to its own previous region (the paper's layout-guided retention)."),
+    Field("layout_weight", "Layout weight", float, 10.0, "A-STAR layout weight", 0.0, 100.0, 0.5,
+          help="Weight of the retention loss (Eq. 3) of each concept that has a region in the layout (the "
+               "retention weight applies to the others). A region is larger than a concept's own mask, which "
+               "makes its Eq. 3 term flatter: 10 did best on the toy benchmark (docs/faithfulness.md)."),
 )
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
@@ -111,6 +121,8 @@ def _coerce(f: Field, value: Any, strict: bool) -> Any:
     if f.type is str:
         if f.name == "concepts" and isinstance(value, (list, tuple)):
             return concepts_to_text(value)
+        if f.name == "layout":
+            return layout_to_text(parse_layout(value))
         if not isinstance(value, str):
             raise ParamError(f.name, f"expected text, got {value!r}")
         if f.name == "concepts" and "\n" in value:
@@ -179,7 +191,7 @@ def from_args(args: Sequence[Any], base: Any = None) -> Any:
         raise ParamError(None, f"got {len(args)} positional arguments, A-STAR takes at most {len(FIELDS)}: "
                                + ", ".join(f.name for f in FIELDS))
     values = {f.name: _coerce(f, v, strict=True) for f, v in zip(FIELDS, args)}
-    return dataclasses.replace(base or DEFAULTS, **values)
+    return check_layout(dataclasses.replace(base or DEFAULTS, **values))
 
 
 def from_dict(data: Mapping[str, Any], base: Any = None) -> Any:
@@ -196,7 +208,7 @@ def from_dict(data: Mapping[str, Any], base: Any = None) -> Any:
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise ParamError(str(key), f"unknown field{extra}; known fields: " + ", ".join(FIELD_BY_NAME))
         values[f.name] = _coerce(f, value, strict=True)
-    return dataclasses.replace(base or DEFAULTS, **values)
+    return check_layout(dataclasses.replace(base or DEFAULTS, **values))
 
 
 def to_dict(params: Any) -> dict[str, Any]:
@@ -218,8 +230,13 @@ def _format_value(value: Any) -> str:
 
 
 def to_infotext(params: Any) -> dict[str, str]:
-    """Infotext pairs for ``p.extra_generation_params``: every field, all keys starting with A-STAR."""
-    return {f.infotext: _format_value(getattr(params, f.name)) for f in FIELDS}
+    """Infotext pairs for ``p.extra_generation_params``: every field (without a layout, the layout fields at their
+    defaults left out), all keys starting with A-STAR."""
+    return {f.infotext: _format_value(getattr(params, f.name)) for f in FIELDS
+            if not (f.name in _LAYOUT_ONLY and not params.layout and getattr(params, f.name) == f.default)}
+
+
+_LAYOUT_ONLY = ("layout", "layout_weight")  # left out of the infotext without a layout (when at their defaults)
 
 
 def has_infotext(pairs: Mapping[str, Any]) -> bool:
@@ -232,7 +249,7 @@ def from_infotext(pairs: Mapping[str, Any]) -> Any:
     for f in FIELDS:
         if f.infotext in pairs:
             values[f.name] = _coerce(f, pairs[f.infotext], strict=False)
-    return AStarParams(**values)
+    return check_layout(AStarParams(**values))
 
 
 def replace(params: Any, **changes: Any) -> Any:
@@ -243,7 +260,190 @@ def replace(params: Any, **changes: Any) -> Any:
         if f is None:
             raise ParamError(key, "unknown field")
         checked[key] = _coerce(f, value, strict=False)
-    return dataclasses.replace(params, **checked)
+    return check_layout(dataclasses.replace(params, **checked))
+
+
+# --- layout: the text form and the API's dict forms -------------------------------------------------
+# The text form is what the UI's field, the infotext, the XYZ plot and the positional API use:
+# entries separated by ";" (or new lines), each "<concept> x0 y0 x1 y1" (a box in fractions of the image,
+# origin at the top left) or "<concept> mask <base64 PNG>" (white = inside). It holds no comma and no colon,
+# so the infotext writes it unquoted and the XYZ plot's comma-separated lists can hold several layouts.
+
+MASK_WORD = "mask"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
+_BOX_HELP = "write '<concept> x0 y0 x1 y1' with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 (fractions of the image)"
+
+
+@dataclasses.dataclass(frozen=True)
+class LayoutEntry:
+    """One concept's target region: a ``box`` ``(x0, y0, x1, y1)`` in fractions of the image (origin at the
+    top left, ``0 <= x0 < x1 <= 1``, ``0 <= y0 < y1 <= 1``), or a ``mask``: a base64 PNG (white = inside)."""
+
+    concept: str
+    box: tuple[float, float, float, float] | None = None
+    mask: str | None = None
+
+
+def clean_concept_text(text: str) -> str:
+    """Drop prompt syntax a user may have copied with the word: ``(cat:1.3)`` -> ``cat``."""
+    text = text.strip()
+    for _ in range(8):
+        stripped = text.strip()
+        if len(stripped) >= 2 and stripped[0] in "([" and stripped[-1] in ")]":
+            stripped = stripped[1:-1]
+        stripped = _EMPHASIS_WEIGHT.sub("", stripped).strip()
+        if stripped == text:
+            break
+        text = stripped
+    return " ".join(text.split())
+
+
+_EMPHASIS_WEIGHT = re.compile(r":\s*-?[\d.]+\s*$")
+
+
+def concept_key(text: str) -> str:
+    """How a concept is compared between the concepts and the layout: ``"(Cat:1.2)"`` -> ``"cat"``, ``"# 5"`` ->
+    ``"#5"``."""
+    text = text.strip()
+    if text.startswith("#"):
+        return "#" + text[1:].strip()
+    return clean_concept_text(text).lower()
+
+
+def _coord(v: float) -> str:
+    """A box coordinate as the text form writes it: at least two decimals, at most four (0.1 -> "0.10")."""
+    text = f"{v:.4f}".rstrip("0")
+    head, _, tail = text.partition(".")
+    return f"{head}.{tail:0<2}"
+
+
+def _box(concept: str, values: Any, strict: bool) -> tuple[float, float, float, float]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != 4:
+        raise ParamError("layout", f"the box of {concept!r} must be four numbers [x0, y0, x1, y1], got {values!r}")
+    out = []
+    for v in values:
+        if isinstance(v, str) and not strict:
+            try:
+                v = float(v)
+            except ValueError:
+                raise ParamError("layout", f"the box of {concept!r} has {v!r}, not a number; {_BOX_HELP}") from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ParamError("layout", f"the box of {concept!r} has {v!r}, not a finite number; {_BOX_HELP}")
+        out.append(float(v))
+    x0, y0, x1, y1 = out
+    if not all(0.0 <= v <= 1.0 for v in out):
+        shown = " ".join(_coord(v) if 0 <= v <= 1 else repr(v) for v in out)
+        raise ParamError("layout", f"the box of {concept!r} ({shown}) is outside the image; {_BOX_HELP}")
+    if not (x0 < x1 and y0 < y1):
+        raise ParamError("layout", f"the box of {concept!r} has x0 >= x1 or y0 >= y1 "
+                                   f"({' '.join(_coord(v) for v in out)}); {_BOX_HELP}")
+    return x0, y0, x1, y1
+
+
+def _mask(concept: str, value: Any) -> str:
+    """A mask's base64 PNG, checked for being base64 and starting like a PNG (decoding it is the engine's)."""
+    if not isinstance(value, str):
+        raise ParamError("layout", f"the mask of {concept!r} must be a base64-encoded PNG, got {type(value).__name__}")
+    text = "".join(_DATA_URL.sub("", value.strip()).split())
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ParamError("layout", f"the mask of {concept!r} is not valid base64") from None
+    if not raw.startswith(PNG_SIGNATURE):
+        raise ParamError("layout", f"the mask of {concept!r} is not a PNG image")
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _concept_name(value: Any) -> str:
+    if not isinstance(value, str) or not clean_concept_text(value):
+        raise ParamError("layout", f"each region needs a concept name, got {value!r}")
+    if "," in value or ";" in value:
+        raise ParamError("layout", f"a concept name holds no comma or semicolon, got {value!r}")
+    return " ".join(value.split())
+
+
+def _parse_layout_text(text: str) -> list[LayoutEntry]:
+    entries = []
+    for raw in re.split(r"[;\n]", text):
+        words = raw.split()
+        if not words:
+            continue
+        if len(words) >= 3 and words[-2].lower() == MASK_WORD:
+            name = _concept_name(" ".join(words[:-2]))
+            entries.append(LayoutEntry(name, mask=_mask(name, words[-1])))
+            continue
+        if len(words) < 5:
+            raise ParamError("layout", f"{raw.strip()!r} is not a region: {_BOX_HELP}, "
+                                       "or '<concept> mask <base64 PNG>'")
+        name = _concept_name(" ".join(words[:-4]))
+        entries.append(LayoutEntry(name, box=_box(name, words[-4:], strict=False)))
+    return entries
+
+
+def parse_layout(value: Any) -> tuple[LayoutEntry, ...]:
+    """The layout's entries from the text form, ``{"cat": [x0, y0, x1, y1], ...}``, or a list of
+    ``{"concept": ..., "box": [...]}`` / ``{"concept": ..., "mask": "<base64 PNG>"}``.
+
+    Raises :class:`ParamError` (field ``layout``) for a malformed region, a box outside ``[0, 1]`` or with
+    ``x0 >= x1`` / ``y0 >= y1``, a mask that is not a base64 PNG, or two regions for one concept.
+    """
+    if isinstance(value, str):
+        entries = _parse_layout_text(value)
+    elif isinstance(value, Mapping):
+        entries = []
+        for name, box in value.items():
+            name = _concept_name(name)
+            entries.append(LayoutEntry(name, box=_box(name, box, strict=True)))
+    elif isinstance(value, (list, tuple)):
+        entries = []
+        for item in value:
+            if not isinstance(item, Mapping):
+                raise ParamError("layout", f"each region of the list must be an object with 'concept' and 'box' or "
+                                           f"'mask', got {item!r}")
+            unknown = sorted(set(item) - {"concept", "box", "mask"})
+            if unknown:
+                raise ParamError("layout", f"unknown key {unknown[0]!r} in a region (keys: concept, box, mask)")
+            name = _concept_name(item.get("concept"))
+            if ("box" in item) == ("mask" in item):
+                raise ParamError("layout", f"the region of {name!r} needs exactly one of 'box' and 'mask'")
+            entries.append(LayoutEntry(name, box=_box(name, item["box"], strict=True)) if "box" in item
+                           else LayoutEntry(name, mask=_mask(name, item["mask"])))
+    else:
+        raise ParamError("layout", f"expected the text form ('cat 0.05 0.10 0.50 0.90; dog ...'), an object "
+                                   f"{{concept: [x0, y0, x1, y1]}} or a list of regions, got {value!r}")
+    seen: set[str] = set()
+    for e in entries:
+        key = concept_key(e.concept)
+        if key in seen:
+            raise ParamError("layout", f"{e.concept!r} has more than one region: give each concept one box or mask")
+        seen.add(key)
+    return tuple(entries)
+
+
+def layout_to_text(entries: Sequence[LayoutEntry]) -> str:
+    """The text form of ``entries`` (``"cat 0.05 0.10 0.50 0.90; dog mask iVBOR..."``)."""
+    parts = []
+    for e in entries:
+        if e.box is not None:
+            parts.append(f"{e.concept} " + " ".join(_coord(v) for v in e.box))
+        else:
+            parts.append(f"{e.concept} {MASK_WORD} {e.mask}")
+    return "; ".join(parts)
+
+
+def check_layout(params: Any) -> Any:
+    """``params`` itself, after checking that every region of its layout belongs to one of its concepts."""
+    text = getattr(params, "layout", "")
+    if not text:
+        return params
+    known = {concept_key(c) for c in params.concepts.split(",") if c.strip()}
+    for e in parse_layout(text):
+        if concept_key(e.concept) not in known:
+            names = ", ".join(c.strip() for c in params.concepts.split(",") if c.strip()) or "none"
+            raise ParamError("layout", f"{e.concept!r} is not one of the concepts ({names}): a region needs a concept "
+                                       "of the Concepts field")
+    return params
 
 
 # --- infotext text form ------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import torch
 from .capture import AttentionCapture
 from .controller import AStarController, EngineOptions, mean_overlap
 from .passconcepts import PassConcepts
+from .regions import Layout
 from .samplers import CallPlan
 from .schedule import Schedule
 
@@ -70,13 +71,14 @@ class PassRun:
         should_stop: True when the user pressed Interrupt or Skip.
         options: engine options; ``level`` the capture level; ``layers`` the captured layers (None: all
             at ``level``); ``context_transform`` the hypernetwork hook; ``label`` names the pass in messages.
+        layout: the decoded regions of ``params.layout`` (default: the controller decodes them itself).
     """
 
     def __init__(self, *, params: Any, plan: CallPlan, concepts: PassConcepts, unet: torch.nn.Module,
                  reconstruct: Callable, current_model: Callable[[], Any], should_stop: Callable[[], bool],
                  options: EngineOptions = EngineOptions(), level: int = 2, layers: list[str] | None = None,
                  context_transform: Callable | None = None, label: str = "first pass",
-                 report: Callable[[str], None] = print):
+                 report: Callable[[str], None] = print, layout: Layout | None = None):
         self.params = params
         self.plan = plan
         self.concepts = concepts
@@ -90,6 +92,7 @@ class PassRun:
         self.context_transform = context_transform
         self.label = label
         self.report = report
+        self.layout = layout
         self.model = current_model()
         self.checkpoint = checkpoint_of(self.model)
         self._last_step: int | None = None
@@ -156,7 +159,8 @@ class PassRun:
             capture = AttentionCapture(self.unet, level=self.level, layers=self.layers,
                                        context_transform=self.context_transform)
             self.controller = AStarController(capture, self.schedule, p, sigma_space=self.plan.sigma_space,
-                                              options=self.options, should_stop=self.should_stop)
+                                              options=self.options, should_stop=self.should_stop,
+                                              layout=self.layout)
             self.controller.labels = tuple(self.concepts.labels)
             self.controller.open()
             self._hook = denoiser.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
@@ -320,9 +324,24 @@ class PassRun:
             out.append((label, sum(vals) / len(vals) if vals else None))
         return out
 
+    def layout_fit(self) -> list[tuple[str, float | None]]:
+        """Per concept: the share of its attention inside its region at the end of the window (the first step
+        after it; with a window of all steps, the last corrected step), mean over the images that hold it;
+        ``None`` for a concept without a region. Empty without a layout."""
+        ctrl = self.controller
+        if ctrl is None or ctrl.layout is None or not ctrl.records:
+            return []
+        last = ctrl.measures[0] if ctrl.measures else ctrl.records[-1]
+        out = []
+        for m, label in enumerate(ctrl.labels):
+            vals = [row[m] for row in last.fit if m < len(row) and row[m] is not None]
+            out.append((label, sum(vals) / len(vals) if vals else None))
+        return out
+
     def heatmap_data(self, image: int) -> dict | None:
         """Maps and loss series of batch image ``image`` for :func:`astar_ext.heatmaps.render`:
-        ``{"maps": {concept: {column: map}}, "steps": [...], "losses": {...}, "window_end": int}``."""
+        ``{"maps": {concept: {column: map}}, "steps": [...], "losses": {...}, "window_end": int}``, and with a
+        layout ``"regions": {concept: [h, w] bool}``."""
         ctrl = self.controller
         if ctrl is None or not self.maps_log:
             return None
@@ -346,7 +365,11 @@ class PassRun:
             steps.append(r.step)
             seg.append(sum(o for o, ok in zip(r.overlap[i], r.pair_valid[i]) if ok))
             ret.append(sum(v for v in r.retention[i] if v is not None))
-        return {"maps": maps, "steps": steps, "losses": {"segregation": seg, "retention": ret}, "window_end": n_opt}
+        data = {"maps": maps, "steps": steps, "losses": {"segregation": seg, "retention": ret}, "window_end": n_opt}
+        if ctrl.layout is not None:
+            grids, has = ctrl.layout.grids(ctrl.labels, tuple(first.shape[-2:]))
+            data["regions"] = {label: grids[k].numpy() for k, label in enumerate(ctrl.labels) if bool(has[k])}
+        return data
 
     @property
     def skipped_updates(self) -> list[str]:

@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .params import ParamError
+from .params import ParamError, clean_concept_text
 
 CHUNK_TOKENS = 77  # SOT + 75 prompt tokens + EOT
 PROMPT_TOKENS = 75
@@ -82,23 +82,6 @@ class Word:
     columns: tuple[int, ...]
     chunk: int
     kind: str = "word"  # "word", "punct" or "embedding"
-
-
-_EMPHASIS_WEIGHT = re.compile(r":\s*-?[\d.]+\s*$")
-
-
-def clean_concept_text(text: str) -> str:
-    """Drop prompt syntax a user may have copied with the word: ``(cat:1.3)`` -> ``cat``."""
-    text = text.strip()
-    for _ in range(8):
-        stripped = text.strip()
-        if len(stripped) >= 2 and stripped[0] in "([" and stripped[-1] in ")]":
-            stripped = stripped[1:-1]
-        stripped = _EMPHASIS_WEIGHT.sub("", stripped).strip()
-        if stripped == text:
-            break
-        text = stripped
-    return " ".join(text.split())
 
 
 def parse_concepts(spec: str) -> list[ConceptItem]:

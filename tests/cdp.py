@@ -180,18 +180,61 @@ class Chromium:
             self.press("Backspace")
 
     KEYS = {"Enter": (13, "Enter", "\r"), " ": (32, "Space", " "), "Backspace": (8, "Backspace", ""),
-            "ArrowRight": (39, "ArrowRight", ""), "ArrowLeft": (37, "ArrowLeft", ""), "Tab": (9, "Tab", "")}
+            "ArrowRight": (39, "ArrowRight", ""), "ArrowLeft": (37, "ArrowLeft", ""), "Tab": (9, "Tab", ""),
+            "ArrowUp": (38, "ArrowUp", ""), "ArrowDown": (40, "ArrowDown", ""), "Delete": (46, "Delete", ""),
+            **{str(d): (48 + d, f"Digit{d}", str(d)) for d in range(10)}}
+    MODIFIERS = {"Alt": 1, "Ctrl": 2, "Meta": 4, "Shift": 8}
 
-    def press(self, key: str) -> None:
+    def press(self, key: str, *modifiers: str) -> None:
+        """A real key press (``modifiers``: "Alt", "Ctrl", "Meta", "Shift", held during it)."""
         code, name, text = self.KEYS[key]
-        down = {"type": "keyDown" if text else "rawKeyDown", "key": key, "code": name, "windowsVirtualKeyCode": code}
+        bits = sum(self.MODIFIERS[m] for m in modifiers)
+        down = {"type": "keyDown" if text else "rawKeyDown", "key": key, "code": name, "windowsVirtualKeyCode": code,
+                "modifiers": bits}
         if text:
             down["text"] = text
         self.send("Input.dispatchKeyEvent", **down)
-        self.send("Input.dispatchKeyEvent", type="keyUp", key=key, code=name, windowsVirtualKeyCode=code)
+        self.send("Input.dispatchKeyEvent", type="keyUp", key=key, code=name, windowsVirtualKeyCode=code,
+                  modifiers=bits)
 
-    def screenshot(self, path: str) -> None:
-        data = self.send("Page.captureScreenshot", format="png")["data"]
+    def rect(self, selector: str) -> list[float]:
+        """``[left, top, width, height]`` of the first element matching ``selector``, scrolled into view."""
+        box = self.js(f"""(() => {{
+            const el = (typeof gradioApp === "function" ? gradioApp() : document).querySelector({json.dumps(selector)});
+            if (!el) return null;
+            el.scrollIntoView({{block: "center"}});
+            const r = el.getBoundingClientRect();
+            return [r.left, r.top, r.width, r.height];
+        }})()""")
+        if not box or box[2] == 0 or box[3] == 0:
+            raise AssertionError(f"nothing visible at {selector!r}")
+        return box
+
+    def drag(self, selector: str, start: tuple[float, float], end: tuple[float, float], steps: int = 8) -> None:
+        """A real mouse drag inside the element ``selector``, from ``start`` to ``end`` given as fractions of its
+        width and height (press, ``steps`` moves with the button held, release)."""
+        left, top, width, height = self.rect(selector)
+        x0, y0 = left + start[0] * width, top + start[1] * height
+        x1, y1 = left + end[0] * width, top + end[1] * height
+        self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x0, y=y0)
+        self.send("Input.dispatchMouseEvent", type="mousePressed", x=x0, y=y0, button="left", buttons=1, clickCount=1)
+        for i in range(1, steps + 1):
+            t = i / steps
+            self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x0 + (x1 - x0) * t, y=y0 + (y1 - y0) * t,
+                      button="left", buttons=1)
+        self.send("Input.dispatchMouseEvent", type="mouseReleased", x=x1, y=y1, button="left", buttons=0,
+                  clickCount=1)
+
+    def screenshot(self, path: str, selector: str | None = None, padding: float = 8) -> None:
+        """A PNG of the page, or of the element ``selector`` (with ``padding`` pixels around it)."""
+        params: dict[str, Any] = {"format": "png"}
+        if selector is not None:
+            left, top, width, height = self.rect(selector)
+            sx, sy = self.js("[window.scrollX, window.scrollY]")  # the clip is in page coordinates
+            params["clip"] = {"x": max(0, left + sx - padding), "y": max(0, top + sy - padding),
+                              "width": width + 2 * padding, "height": height + 2 * padding, "scale": 1}
+            params["captureBeyondViewport"] = True
+        data = self.send("Page.captureScreenshot", **params)["data"]
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
 

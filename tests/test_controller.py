@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import k_diffusion as K
 import pytest
 import torch
@@ -11,7 +13,7 @@ from astar_ext import params as P
 from astar_ext.capture import AttentionCapture
 from astar_ext.controller import AStarController, EngineOptions
 from astar_ext.maps import ColumnLayout
-from astar_ext.schedule import Schedule, sigma_space_factor
+from astar_ext.schedule import Schedule
 from astar_ext.tokens import match_concepts, parse_concepts
 from tests.conftest import concept_batch, hook_count, prompt_ids
 
@@ -47,25 +49,114 @@ def make(tiny, steps=8, window=0.5, params=P.DEFAULTS, **kw):
                                                                             params.iterations), params, **kw)
 
 
-def test_update_is_minus_step_size_times_sigma_factor_times_gradient(tiny, setup):
+SD1_LAYERS = [  # the tiny SD 1.x UNet's cross-attention layers at image/32 (test_capture checks the names)
+    "input_blocks.7.1.transformer_blocks.0.attn2",
+    "input_blocks.8.1.transformer_blocks.0.attn2",
+    "output_blocks.3.1.transformer_blocks.0.attn2",
+    "output_blocks.4.1.transformer_blocks.0.attn2",
+    "output_blocks.5.1.transformer_blocks.0.attn2",
+]
+
+
+def reference_segregation(unet, u, t, ctx, cat=2, dog=5):
+    """Eq. 2 for "a cat and a dog" re-derived from the papers, sharing no code with the engine.
+
+    Attend-and-Excite's maps: at each image/32 ``attn2`` layer softmax(q k^T * scale) from the layer's own
+    projections, averaged over heads and layers; SOT (column 0) and column 76 dropped (SD 1.x rule), x100 softmax over
+    the other 75 columns; the concept's column as its map (8x8); the 3x3 Gaussian with 1-D weights
+    [e^-1, 1, e^-1] / (1 + 2 e^-1) and reflect padding. A-STAR's Eq. 2: sum min(A, B) / sum (A + B).
+    """
+    import einops
+    import torch.nn.functional as F
+
+    seen = []
+    modules = dict(unet.named_modules())
+
+    def spy(module, args, kwargs, out):
+        seen.append((module, args[0], kwargs["context"]))
+
+    handles = [modules[n].register_forward_hook(spy, with_kwargs=True) for n in SD1_LAYERS]
+    try:
+        unet(u, t, context=ctx)
+    finally:
+        for h in handles:
+            h.remove()
+    per_layer = []
+    for m, xin, c in seen:
+        q = einops.rearrange(m.to_q(xin), "b n (h d) -> b h n d", h=m.heads)
+        k = einops.rearrange(m.to_k(c), "b n (h d) -> b h n d", h=m.heads)
+        per_layer.append((q @ k.transpose(-1, -2) * m.scale).softmax(-1).mean(1))  # [1, 64, 77]
+    p = torch.stack(per_layer).mean(0)[0]  # [64, 77]
+    p = (100 * p[:, 1:76]).softmax(-1)  # columns 1..75
+    e = math.exp(-1.0)
+    w = torch.tensor([e, 1.0, e]) / (1 + 2 * e)
+    kernel = torch.outer(w, w)[None, None]
+
+    def concept(col):
+        m = p[:, col - 1].reshape(1, 1, 8, 8)
+        return F.conv2d(F.pad(m, (1, 1, 1, 1), mode="reflect"), kernel)[0, 0]
+
+    a, b = concept(cat), concept(dog)
+    return torch.minimum(a, b).sum() / (a + b).sum()
+
+
+def test_update_equals_an_independent_derivation(tiny, setup):
+    """The first corrected step moves x by A&E's step on the UNet's input u = c_in x: du = -alpha grad_u L, alpha =
+    20 * sqrt(1) at step 0, so dx = du / c_in, with c_in from k-diffusion's own scalings and L re-derived above."""
+    den, layout, sigmas, x = setup
+    ctrl = make(tiny)
+    x0 = x.clone()
+    with ctrl:
+        rec = ctrl.step(x, sigmas[:1], 0, layout, den)
+    _, c_in = den.inner_model.get_scalings(sigmas[:1])
+    u = (x0 * c_in).requires_grad_(True)
+    t = den.inner_model.sigma_to_t(sigmas[:1])
+    with torch.enable_grad():
+        loss = reference_segregation(tiny.diffusion_model, u, t, den.context)
+        (grad_u,) = torch.autograd.grad(loss, u)
+    expected = x0 - 20.0 * grad_u / c_in
+    assert rec.seg_loss == pytest.approx(loss.item(), rel=1e-4)
+    assert rec.step_size == 20.0
+    assert torch.allclose(x, expected, rtol=1e-4, atol=1e-6)
+    assert (x - x0).abs().max() > 100 * (expected - x).abs().max()  # the update is large against the tolerance
+    assert hook_count(tiny) == 0
+
+
+def test_the_step_size_follows_the_ramp_and_the_sigma(tiny, setup):
+    """At step 3 of 8 the step size is 20 * sqrt(1 - 0.5 * 3/7) = 17.728 (worked out by hand) and the factor
+    1 + sigma^2 of that step's sigma."""
     den, layout, sigmas, x = setup
     ctrl = make(tiny)
     with ctrl:
-        x0 = x.clone()
-        rec = ctrl.step(x, sigmas[:1], 0, layout, den)
-        # the same gradient, computed independently of the controller
-        z = x0.clone().requires_grad_(True)
-        with torch.enable_grad(), ctrl.capture.recording(layout.gather) as r:
-            den(z, sigmas[:1])
-        from astar_ext.losses import segregation_loss
-        from astar_ext.maps import concept_maps
-        loss = segregation_loss(concept_maps(r.probs, layout, r.hw), layout.valid)[0].sum()
-        (g,) = torch.autograd.grad(loss, z)
-    f = sigma_space_factor(float(sigmas[0]))
-    assert rec.factor == pytest.approx(f) and rec.step_size == pytest.approx(20.0)
-    assert torch.allclose(x, x0 - 20.0 * f * g, rtol=1e-4, atol=1e-6)
-    assert not torch.equal(x, x0)
-    assert hook_count(tiny) == 0
+        rec = ctrl.step(x, sigmas[3:4], 3, layout, den)
+    assert rec.step_size == pytest.approx(17.728, abs=1e-3)
+    s = float(sigmas[3])
+    assert rec.factor == pytest.approx(1 + s * s)
+
+
+@pytest.mark.parametrize("tau", [0.7, 0.3])
+def test_retention_holds_each_map_to_the_previous_steps_thresholded_mask(tiny, setup, tau):
+    """Eq. 3 at step 1 against its definition: B = the step-0 map (before its update), min-max normalised, >= tau;
+    term = 1 - sum min(A, B) / sum (A + B) with A the step-1 map. The masks' IoU between the steps likewise."""
+    den, layout, sigmas, x = setup
+    params = P.replace(P.DEFAULTS, mask_threshold=tau)
+    ctrl = make(tiny, params=params, options=EngineOptions(keep_maps=True))
+    with ctrl:
+        r0 = ctrl.step(x, sigmas[0:1], 0, layout, den)
+        r1 = ctrl.step(x, sigmas[1:2], 1, layout, den)
+        r2 = ctrl.step(x, sigmas[2:3], 2, layout, den)
+
+    def mask(m):
+        return ((m - m.min()) / (m.max() - m.min()) >= tau).float()
+
+    for prev, cur in ((r0, r1), (r1, r2)):
+        for k in range(2):
+            a, b = cur.maps[0, k], mask(prev.maps[0, k])
+            expected = 1 - torch.minimum(a, b).sum() / (a + b).sum()
+            assert cur.retention[0][k] == pytest.approx(expected.item(), rel=1e-5)
+    b1, b2 = mask(r1.maps[0, 0]).bool(), mask(r2.maps[0, 0]).bool()
+    iou = (b1 & b2).sum().item() / (b1 | b2).sum().item()
+    assert r2.retention_iou[0][0] == pytest.approx(iou)
 
 
 def test_in_place_correction_at_step_k_equals_restarting_euler_from_it(tiny, setup):

@@ -44,6 +44,15 @@ def test_hand_computed_overlap():
     assert loss.item() == pytest.approx(0.25)
 
 
+def test_three_concepts_sum_their_pair_terms_by_hand():
+    """Maps a = [1, 0], b = [0.5, 0.5], c = [0, 1].
+    (a, b): min = 0.5, sum = 2 -> 0.25; (a, c): disjoint -> 0; (b, c): min = 0.5, sum = 2 -> 0.25. Sum: 0.5."""
+    maps = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]).reshape(1, 3, 1, 2)
+    loss, pairs = segregation_loss(maps)
+    assert pairs.flatten().tolist() == pytest.approx([0.25, 0.0, 0.25])
+    assert loss.item() == pytest.approx(0.5)
+
+
 def test_invalid_concept_drops_its_pairs():
     maps = torch.ones(1, 3, 2, 2)
     valid = torch.tensor([[True, True, False]])
@@ -105,6 +114,8 @@ def test_binary_iou():
     a = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
     b = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     assert binary_iou(a, b).item() == pytest.approx(1 / 3)
+    # identical masks: 1 (intersection 2, union 2; a Dice-like 2 / (2 + 2) would say 0.5)
+    assert binary_iou(a, a).item() == pytest.approx(1.0)
     assert binary_iou(torch.zeros(2, 2), torch.zeros(2, 2)).item() == 0.0
 
 
@@ -117,7 +128,47 @@ def test_first_step_has_no_retention_term_and_weights_apply():
     masks, ok = retention_masks(maps)
     t2 = astar_loss(maps, valid, masks, ok, seg_weight=2.0, ret_weight=3.0)
     assert torch.allclose(t2.total, 2.0 * t2.seg + 3.0 * t2.ret)
-    assert (t2.ret > 0).all()
+
+
+def test_weighted_objective_by_hand():
+    """Two 1x2 maps a = [0.6, 0.2], b = [0.2, 0.6]; previous masks a -> [1, 0], b -> [1, 0].
+    Eq. 2: sum min = 0.2 + 0.2 = 0.4, sum (a + b) = 1.6 -> 0.25.
+    Eq. 3, a: sum min(a, B) = 0.6, sum (a + B) = 0.8 + 1 = 1.8 -> 1 - 1/3 = 2/3;
+           b: sum min(b, B) = 0.2, sum (b + B) = 1.8 -> 1 - 1/9 = 8/9; L_ret = 2/3 + 8/9 = 14/9.
+    With seg_weight 2 and ret_weight 3: 0.5 + 14/3."""
+    maps = torch.tensor([[[[0.6, 0.2]], [[0.2, 0.6]]]])
+    masks = torch.tensor([[[[1.0, 0.0]], [[1.0, 0.0]]]])
+    ok = torch.ones(1, 2, dtype=torch.bool)
+    t = astar_loss(maps, ok, masks, ok, seg_weight=2.0, ret_weight=3.0)
+    assert t.seg.item() == pytest.approx(0.25)
+    assert t.retention.flatten().tolist() == pytest.approx([2 / 3, 8 / 9])
+    assert t.ret.item() == pytest.approx(14 / 9)
+    assert t.total.item() == pytest.approx(0.5 + 14 / 3)
+    # only b's mask usable: L_ret = 8/9
+    t = astar_loss(maps, ok, masks, torch.tensor([[False, True]]), seg_weight=1.0, ret_weight=1.0)
+    assert t.ret.item() == pytest.approx(8 / 9) and t.total.item() == pytest.approx(0.25 + 8 / 9)
+
+
+def test_retention_term_by_hand():
+    """Map [0.5, 0.25, 0, 0.25] on mask [1, 1, 0, 0]: sum min = 0.5 + 0.25 = 0.75, sum (A + B) = 1 + 2 = 3,
+    term = 1 - 0.25 = 0.75."""
+    m = torch.tensor([[0.5, 0.25], [0.0, 0.25]])[None, None]
+    mask = torch.tensor([[1.0, 1.0], [0.0, 0.0]])[None, None]
+    loss, terms = retention_loss(m, mask, torch.tensor([[True]]))
+    assert terms.item() == pytest.approx(0.75) and loss.item() == pytest.approx(0.75)
+
+
+def test_masks_subtract_the_minimum_before_normalising():
+    """Map [0.3, 0.4, 0.6, 0.7]: min-max normalised (v - 0.3) / 0.4 = [0, 0.25, 0.75, 1] -> mask at 0.5: [0, 0, 1, 1].
+    Dividing by the range without subtracting the minimum ([0.75, 1, 1.5, 1.75]) would keep every pixel."""
+    m = torch.tensor([[0.3, 0.4], [0.6, 0.7]])
+    masks, ok = retention_masks(m[None, None], threshold=0.5)
+    assert masks[0, 0].tolist() == [[0.0, 0.0], [1.0, 1.0]]
+    masks, _ = retention_masks(m[None, None], threshold=0.8)  # normalised 0.75 < 0.8 <= 1
+    assert masks[0, 0].tolist() == [[0.0, 0.0], [0.0, 1.0]]
+    # a pixel exactly at the threshold is kept: [0.25, 0.5, 0.75] -> [0, 0.5, 1] (exact in binary floating point)
+    masks, _ = retention_masks(torch.tensor([[0.25, 0.5, 0.75]])[None, None], threshold=0.5)
+    assert masks.flatten().tolist() == [0.0, 1.0, 1.0]
 
 
 def test_gradients_match_finite_differences():

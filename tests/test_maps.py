@@ -131,3 +131,89 @@ def test_map_size_follows_the_latent():
 def test_wrong_query_count_is_an_error():
     with pytest.raises(ValueError, match="not 4x4"):
         concept_maps({"x": torch.zeros(1, 15, CHUNK_TOKENS)}, layout_for([[2]]), (4, 4))
+
+
+# --- values worked out by hand (each fails when its formula changes) ------------------------------------------------
+# A&E's 1-D smoothing weights for k = 3, sigma = 0.5: exp(-((x - 1) / (2 * 0.5))^2) = [e^-1, 1, e^-1], normalised.
+E1 = math.exp(-1.0)
+A_EDGE = E1 / (1 + 2 * E1)  # 0.21194
+B_MID = 1 / (1 + 2 * E1)  # 0.57612
+
+
+def test_smoothing_pads_by_reflection_at_the_border():
+    """A peak in the corner of a 3x3 map. Reflect padding mirrors without repeating the edge, so the padded
+    neighbours of (0, 0) are the zeros at index 1 and the corner keeps only the kernel's centre weight: B^2.
+    Replicate padding would repeat the peak into the border and give (A + B)^2 = 0.6210."""
+    peak = torch.zeros(1, 1, 3, 3)
+    peak[0, 0, 0, 0] = 1.0
+    out = smooth(peak)[0, 0]
+    assert out[0, 0].item() == pytest.approx(B_MID ** 2, abs=1e-6)  # 0.33191
+    assert out[0, 1].item() == pytest.approx(B_MID * A_EDGE, abs=1e-6)  # 0.12210
+    assert out[1, 1].item() == pytest.approx(A_EDGE ** 2, abs=1e-6)  # 0.04492
+    assert out[2, 2].item() == 0.0
+    # a row ramp [0, 1, 2] per row: reflection at the left edge sees [1, 0, 1] -> 2A; at the right [1, 2, 1] -> 2B + 2A
+    ramp = torch.arange(3.0).repeat(3, 1)[None, None]
+    out = smooth(ramp)[0, 0]
+    assert out[1, 0].item() == pytest.approx(2 * A_EDGE, abs=1e-6)
+    assert out[1, 2].item() == pytest.approx(2 * B_MID + 2 * A_EDGE, abs=1e-6)
+
+
+def test_concept_maps_smooth_by_default():
+    """3x3 map, concept = column 2. Pixel (1, 1) attends to column 2 with probability 0.5 (renormalised: D), every
+    other pixel only to SOT (renormalised: uniform U over the 75 kept columns). With A&E's smoothing, the centre is
+    B^2 D + (1 - B^2) U and a corner, whose reflected neighbourhood holds the centre four times,
+    4 A^2 D + (1 - 4 A^2) U.
+    """
+    layout = layout_for([[2]], lengths=(5,))
+    probs = torch.zeros(1, 9, CHUNK_TOKENS)
+    probs[..., 0] = 1.0
+    probs[0, 4, 0] = 0.5
+    probs[0, 4, 2] = 0.5
+    d = math.exp(50) / (math.exp(50) + 74)  # x100 softmax: logit 50 against 74 zeros (SOT and column 76 dropped)
+    u = 1 / 75
+    maps = concept_maps({"a": probs}, layout, (3, 3))
+    assert maps[0, 0, 1, 1].item() == pytest.approx(B_MID ** 2 * d + (1 - B_MID ** 2) * u, rel=1e-5)
+    assert maps[0, 0, 0, 0].item() == pytest.approx(4 * A_EDGE ** 2 * d + (1 - 4 * A_EDGE ** 2) * u, rel=1e-5)
+    assert maps[0, 0, 0, 1].item() == pytest.approx(2 * A_EDGE * B_MID * d + (1 - 2 * A_EDGE * B_MID) * u, rel=1e-5)
+
+
+def test_layers_are_averaged_by_hand():
+    """Two layers give column 2 the probabilities 0.3 and 0.1 at one pixel (the rest on SOT): the mean is 0.2, so the
+    renormalised value is e^20 / (e^20 + 74)."""
+    from astar_ext.maps import aggregate_layers
+
+    a = torch.zeros(1, 1, CHUNK_TOKENS)
+    b = torch.zeros(1, 1, CHUNK_TOKENS)
+    a[0, 0, 0], a[0, 0, 2] = 0.7, 0.3
+    b[0, 0, 0], b[0, 0, 2] = 0.9, 0.1
+    assert aggregate_layers({"a": a, "b": b})[0, 0, 2].item() == pytest.approx(0.2)
+    maps = concept_maps({"a": a, "b": b}, layout_for([[2]]), (1, 1), smoothing=False)
+    assert maps.item() == pytest.approx(math.exp(20) / (math.exp(20) + 74), rel=1e-6)
+
+
+def test_a_concept_in_two_chunks_is_the_mean_of_its_chunk_maps():
+    """cat at column 2 of chunk 0 (renormalised D = e^50 / (e^50 + 74)) and column 2 of chunk 1, where that pixel
+    looks only at SOT (uniform 1/75): the concept's map is (D + 1/75) / 2."""
+    rows = [PromptTokens((Concept("cat", (2, CHUNK_TOKENS + 2)),), (3, 3))]
+    layout = ColumnLayout.build(rows)
+    probs = torch.zeros(1, 1, 2 * CHUNK_TOKENS)
+    probs[0, 0, 2] = 0.5
+    probs[0, 0, CHUNK_TOKENS] = 1.0
+    d = math.exp(50) / (math.exp(50) + 74)
+    maps = concept_maps({"x": probs}, layout, (1, 1), smoothing=False)
+    assert maps.item() == pytest.approx((d + 1 / 75) / 2, rel=1e-6)
+
+
+def test_and_rows_are_averaged_per_image():
+    """Image 0 has two rows (an AND prompt); the concept occurs in both with maps 0.2 and 0.6 -> 0.4. Image 1 has
+    one row, where the concept is missing: its map is 0 and it is not valid."""
+    rows = [
+        PromptTokens((Concept("cat", (2,)),), (5,)),
+        PromptTokens((Concept("cat", (3,)),), (5,)),
+        PromptTokens((Concept("cat", ()),), (5,)),
+    ]
+    layout = ColumnLayout.build(rows, row_image=[0, 0, 1])
+    maps = torch.tensor([0.2, 0.6, 0.9]).reshape(3, 1, 1, 1)
+    combined, valid = layout.image_maps(maps)
+    assert combined.flatten().tolist() == pytest.approx([0.4, 0.0])
+    assert valid.tolist() == [[True], [False]]

@@ -13,7 +13,7 @@ from astar_ext import params as P
 def test_table_order_is_the_public_positional_order():
     assert [f.name for f in P.FIELDS] == [
         "enabled", "concepts", "scale", "window", "seg_weight", "ret_weight", "iterations",
-        "mask_threshold", "hires", "heatmaps",
+        "mask_threshold", "hires", "heatmaps", "layout", "layout_weight",
     ]
     assert all(f.infotext.startswith(P.INFOTEXT_PREFIX) for f in P.FIELDS)
     assert len({f.infotext for f in P.FIELDS}) == len(P.FIELDS)
@@ -35,8 +35,8 @@ def test_positional_list_full_and_short():
 
 
 def test_positional_list_too_long_is_an_error():
-    with pytest.raises(P.ParamError, match="at most 10"):
-        P.from_args([True, "cat"] + [1] * 9)
+    with pytest.raises(P.ParamError, match="at most 12"):
+        P.from_args([True, "cat"] + [1] * 11)
 
 
 def test_gradio_floats_for_int_fields_are_accepted():
@@ -84,6 +84,9 @@ def _random_params(rng: random.Random):
     for f in P.FIELDS:
         if f.type is bool:
             values[f.name] = rng.random() < 0.5
+        elif f.name == "layout":
+            values[f.name] = "" if "cat" not in values["concepts"] else rng.choice(
+                ["", "cat 0.10 0.20 0.50 0.90", "cat 0.00 0.00 1.00 1.00", "cat 0.125 0.3333 0.50 0.75"])
         elif f.type is str:
             values[f.name] = rng.choice(["", "cat", "cat, dog", "red car, #5, dog", "über: x"])
         elif f.type is int:

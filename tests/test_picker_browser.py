@@ -2,8 +2,9 @@
 
 The page is built the way the WebUI builds its own: the stand-in WebUI starts (``webui.start``: the A-STAR
 script, its callbacks), a ``gr.Blocks`` holds a txt2img and an img2img tab, each with a prompt textbox
-(``<tab>_prompt``) and the A-STAR script's UI from ``script.ui()``; ``javascript/astar.js`` and ``style.css``
-are put into every page's HTML by patching ``gradio.routes.templates.TemplateResponse`` (the WebUI's
+(``<tab>_prompt``), width and height sliders and the A-STAR script's UI from ``script.ui()``; every file of
+``javascript/`` and ``style.css`` are put into every page's HTML by patching
+``gradio.routes.templates.TemplateResponse`` (the WebUI's
 ``modules/ui_gradio_extensions.py`` mechanism; here inlined rather than served by ``file=`` links, whose
 gradio check refuses paths under dot-directories), after a stand-in of the three ``script.js`` globals the
 picker uses. The page is launched on 127.0.0.1 and the ``app_started`` callbacks add the route to its app.
@@ -21,6 +22,8 @@ import socket
 import time
 
 import pytest
+
+from astar_ext import params as P
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = str(REPO / "scripts" / "astar.py")
@@ -77,6 +80,11 @@ def _inject(gr, webui_globals_js: str, extension_js: str, css: str):
     return original
 
 
+def extension_js() -> str:
+    """Every file of ``javascript/``, in name order (the WebUI loads them all)."""
+    return "\n".join(path.read_text() for path in sorted((REPO / "javascript").glob("*.js")))
+
+
 def build_page(webui, gr):
     """The test page: per tab a prompt box, the A-STAR UI and a box that shows what gradio received."""
     with gr.Blocks(analytics_enabled=False, title="A-STAR picker test",
@@ -85,15 +93,26 @@ def build_page(webui, gr):
             for tab in ("txt2img", "img2img"):
                 with gr.Tab(tab, elem_id=f"tab_{tab}"):
                     gr.Textbox(label="Prompt", elem_id=f"{tab}_prompt", lines=3)
+                    with gr.Row():  # as the WebUI's own sliders (elem_ids <tab>_width / <tab>_height)
+                        gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id=f"{tab}_width")
+                        gr.Slider(64, 2048, value=512, step=8, label="Height", elem_id=f"{tab}_height")
                     script = webui.script("A-STAR", tab == "img2img")
                     controls = script.ui(tab == "img2img")
                     seen = gr.Textbox(label="concepts as gradio received them", elem_id=f"{tab}_concepts_seen")
                     controls[1].change(lambda value: value, inputs=[controls[1]], outputs=[seen])
+                    layout = controls[[f.name for f in P.FIELDS].index("layout")]
+                    layout_seen = gr.Textbox(label="layout as gradio received it", elem_id=f"{tab}_layout_seen")
+                    layout.change(lambda value: value, inputs=[layout], outputs=[layout_seen])
     return demo
 
 
 @pytest.fixture
 def page(webui):
+    yield from open_page(webui)
+
+
+def open_page(webui):
+    """The test page in a headless Chromium (a generator: the fixtures of the browser tests run it)."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: the browser test needs Debian's chromium (apt-get install -y chromium; "
                     "tests/run.sh installs it as root on Debian), or set ASTAR_CHROMIUM to another Chromium")
@@ -103,8 +122,7 @@ def page(webui):
 
     webui.start(SCRIPT)
     demo = build_page(webui, gr)
-    original = _inject(gr, WEBUI_GLOBALS, (REPO / "javascript" / "astar.js").read_text(),
-                       (REPO / "style.css").read_text())
+    original = _inject(gr, WEBUI_GLOBALS, extension_js(), (REPO / "style.css").read_text())
     browser = None
     try:
         port = _free_port()
@@ -173,6 +191,15 @@ def type_prompt(page, tab, text, expect):
     mark_chips(page, tab)
 
 
+def nothing_ran(page, container):
+    """After a second: no element was made from the HTML-looking text (in ``container`` or anywhere as the
+    ``<img src=x>`` of :data:`XSS`) and no dialog opened."""
+    page.pump(1.0)
+    assert page.js(f'document.querySelectorAll({json.dumps(container + " img")}).length') == 0
+    assert page.js('document.querySelectorAll("img[src=x]").length') == 0
+    assert page.dialogs == [], page.dialogs
+
+
 def test_picker_in_chromium(page):
     started = time.monotonic()
     page.goto(page.url, "!!document.querySelector('#script_txt2img_astar_picker .astar-chips')", timeout=30)
@@ -231,10 +258,7 @@ def test_picker_in_chromium(page):
     page.type_text("#script_txt2img_astar_concepts input, #script_txt2img_astar_concepts textarea", XSS)
     page.wait('document.querySelector("#script_txt2img_astar_picker .astar-status").textContent.includes("<img")',
               what="the concept warning")
-    page.pump(1.0)
-    assert page.js('document.querySelectorAll("#script_txt2img_astar_picker img").length') == 0
-    assert page.js('document.querySelectorAll("img[src=x]").length') == 0
-    assert page.dialogs == [], page.dialogs
+    nothing_ran(page, "#script_txt2img_astar_picker")
 
     # img2img has its own picker
     page.click("#tabs > .tab-nav > button:nth-child(2)")

@@ -4,8 +4,8 @@ blocks, the layer choices, and map sizes that follow the latent (non-square, not
 The tiny SDXL model is the ldm ``UNetModel`` with the blocks sgm's SDXL UNet has and ldm's cannot express added
 (see ``astar_ext/bench/tiny.py``): attention only at levels 1 and 2, 2 and 3 transformer blocks there (SDXL base:
 2 and 10), a context of two text encoders side by side (16 + 32 channels; SDXL: 768 + 1280) and the ``vector`` (ADM)
-conditioning. ``python -m astar_ext.bench.layers`` and a check against sgm's own ``UNetModel`` (README, "SDXL layers")
-give the same layer names on the real SDXL configuration.
+conditioning. ``python -m astar_ext.bench.layers`` and a check against sgm's own ``UNetModel`` (docs/design.md,
+"SDXL layers") give the same layer names on the real SDXL configuration.
 """
 
 from __future__ import annotations

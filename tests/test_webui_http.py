@@ -80,7 +80,7 @@ def test_script_is_listed_in_both_tabs():
     assert {s["is_img2img"] for s in info} == {False, True}
     labels = [a["label"] for a in info[0]["args"]]
     assert labels[:2] == ["A-STAR", "Concepts"]
-    assert len(labels) == 10
+    assert len(labels) == 12 and labels[10:] == ["Layout", "Layout weight"]
 
 
 def test_positional_list_runs_and_writes_the_infotext():
@@ -216,16 +216,29 @@ def test_interrupt_during_a_correction_stops_promptly():
     assert len(result["res"]["images"]) == 1
 
 
+# The optimisations' titles in WebUI 1.10.1 (modules/sd_hijack_optimizations.py: name, or "name - label"); xformers
+# is left out (not installed on a CPU WebUI).
+OPTIMISATIONS = ("None", "Doggettx", "sdp - scaled dot product",
+                 "sdp-no-mem - scaled dot product without memory efficient attention", "sub-quadratic", "InvokeAI",
+                 "V1 - original v1")
+
+
 def test_cross_attention_optimisations_see_the_same_maps():
+    """A-STAR recomputes the maps from q and k, whatever kernel computes the layer's output. The optimisation is
+    switched through /sdapi/v1/options, whose opts.set runs the setting's change callback (redo_hijack); a request's
+    override_settings would not (processing.py sets the value without the callback), and an unknown title silently
+    falls back to the first available optimisation."""
+    before = call("/sdapi/v1/options")["cross_attention_optimization"]
     values = {}
-    for opt in ("None", "Doggettx", "sdp", "sdp-no-mem", "sub-quadratic", "InvokeAI", "V1"):
-        try:
-            keys = infotext(txt2img([on()], override_settings={"cross_attention_optimization": opt},
-                                    override_settings_restore_afterwards=True))
-        except urllib.error.HTTPError:
-            continue
-        values[opt] = float(keys["A-STAR overlap"].split("->")[0])
-    assert len(values) >= 2
+    try:
+        for opt in OPTIMISATIONS:
+            call("/sdapi/v1/options", {"cross_attention_optimization": opt})
+            assert call("/sdapi/v1/options")["cross_attention_optimization"] == opt
+            keys = infotext(txt2img([on()]))
+            values[opt] = float(keys["A-STAR overlap"].split("->")[0])
+    finally:
+        call("/sdapi/v1/options", {"cross_attention_optimization": before})
+    assert len(values) == len(OPTIMISATIONS)
     ref = next(iter(values.values()))
     assert all(abs(v - ref) < 1e-3 for v in values.values()), values
 
@@ -325,6 +338,77 @@ def test_switching_checkpoints_between_generations():
     sd2 = checkpoint("SD2")
     for model in (sd1, sd2, sd1):
         assert int(infotext(txt2img([on()], model=model))["A-STAR passes"]) == 3
+
+
+# --- layout mode (issue 11) ------------------------------------------------------------------------------------
+LR = "cat 0.00 0.00 0.50 1.00; dog 0.50 0.00 1.00 1.00"
+
+
+def _fit(keys: dict[str, str]) -> dict[str, float]:
+    return {k: float(v) for k, v in (x.rsplit(" ", 1) for x in keys["A-STAR layout fit"].split(", "))}
+
+
+def _png(array) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_layout_in_the_dict_the_list_and_at_position_10():
+    keys = infotext(txt2img([on(layout={"cat": [0, 0, 0.5, 1], "dog": [0.5, 0, 1, 1]})]))
+    assert keys["A-STAR layout"] == LR and "A-STAR error" not in keys
+    fit = _fit(keys)
+    assert set(fit) == {"cat", "dog"} and all(0 <= v <= 1 for v in fit.values())
+    keys = infotext(txt2img([on(layout=[{"concept": "dog", "box": [0.5, 0, 1, 1]}])]))
+    assert keys["A-STAR layout"] == "dog 0.50 0.00 1.00 1.00" and set(_fit(keys)) == {"dog"}
+    keys = infotext(txt2img([True, "cat, dog", 20.0, 0.5, 1.0, 1.0, 1, 0.5, False, False, LR]))
+    assert keys["A-STAR layout"] == LR and set(_fit(keys)) == {"cat", "dog"}
+
+
+def test_layout_with_a_mask_of_any_size():
+    import numpy as np
+
+    mask = np.zeros((45, 70), np.uint8)
+    mask[:, :30] = 255
+    keys = infotext(txt2img([on(layout=[{"concept": "cat", "mask": _png(mask)}])]))
+    assert "A-STAR error" not in keys and keys["A-STAR layout"].startswith("cat mask ")
+    assert set(_fit(keys)) == {"cat"}
+
+
+@pytest.mark.parametrize("layout, text", [
+    ("cat 0 0 1.5 1", "outside the image"),
+    ({"cat": [0.6, 0, 0.4, 1]}, "x0 >= x1"),
+    ({"bird": [0, 0, 0.5, 1]}, "not one of the concepts"),
+    ([{"concept": "cat", "mask": base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 30).decode()}], "could not be read"),
+])
+def test_bad_layouts_turn_astar_off_and_still_give_an_image(layout, text):
+    res = txt2img([on(layout=layout)])
+    assert len(res["images"]) == 1
+    keys = infotext(res)
+    assert "layout: " in keys["A-STAR error"] and text in keys["A-STAR error"]
+    assert "A-STAR passes" not in keys
+
+
+def test_layout_on_img2img_and_the_hires_pass():
+    init = txt2img(None)["images"][0]
+    payload = {"prompt": "a cat and a dog", "steps": 6, "width": 256, "height": 192, "seed": 7, "sampler_name": "Euler",
+               "denoising_strength": 0.7, "init_images": [init],
+               "alwayson_scripts": {"A-STAR": {"args": [on(layout=LR)]}}}
+    res = call("/sdapi/v1/img2img", payload)
+    res["info"] = json.loads(res["info"])
+    keys = infotext(res)
+    assert keys["A-STAR layout"] == LR and set(_fit(keys)) == {"cat", "dog"}
+    keys = infotext(txt2img([on(layout=LR, hires=True)], enable_hr=True, hr_scale=1.5, hr_second_pass_steps=3,
+                            denoising_strength=0.6, hr_upscaler="Latent"))
+    assert "A-STAR hires overlap" in keys and set(_fit(keys)) == {"cat", "dog"}
+
+
+def test_pasting_a_layout_through_the_api_restores_it():
+    first = txt2img([on(layout=LR)])
+    again = txt2img(None, infotext=first["info"]["infotexts"][0])
+    assert infotext(again)["A-STAR layout"] == LR
 
 
 # --- the trained toy model v2 inside the WebUI (ASTAR_WEBUI_TOY: its title, after `python -m astar_ext.toy.export

@@ -36,7 +36,8 @@ def test_ui_fields_follow_the_params_table(webui):
         assert len(comps) == len(P.FIELDS)
         assert comps[0].value is False  # closed and off by default
         assert [c.label for c in comps[1:]] == [f.label for f in P.FIELDS[1:]]
-        assert [f[1] for f in script.infotext_fields][1:] == [f.infotext for f in P.FIELDS[1:]]
+        plain = [i for i, f in enumerate(P.FIELDS) if f.name not in ("enabled", "layout", "layout_weight")]
+        assert [script.infotext_fields[i][1] for i in plain] == [P.FIELDS[i].infotext for i in plain]
         assert script.paste_field_names == [f.infotext for f in P.FIELDS]
 
 

@@ -1,4 +1,4 @@
-"""Cost and a signal proxy of each choice of image/32 layers for A-STAR's gradient pass (``README``, "SDXL layers").
+"""Cost and a signal proxy of each choice of image/32 layers for A-STAR's gradient pass (docs/design.md, "SDXL layers").
 
 For each layer choice (:data:`astar_ext.capture.LAYER_CHOICES` that leave at least one layer) this runs A-STAR's
 loss pass as the controller does — record the chosen ``attn2`` layers in a UNet call under ``enable_grad`` with
@@ -27,7 +27,7 @@ Architectures (``--arch``):
 * ``tiny-sdxl``: :func:`astar_ext.bench.tiny.sdxl_config` on the ldm ``UNetModel`` (any environment with the tests'
   requirements).
 
-Example (the README's table)::
+Example (the table in docs/design.md)::
 
     PYTHONPATH=/work/webui-run/webui/repositories/generative-models OMP_NUM_THREADS=1 \\
         /work/webui-run/venv/bin/python -m astar_ext.bench.layers \\

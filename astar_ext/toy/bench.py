@@ -4,6 +4,7 @@
     python -m astar_ext.toy.bench --quick     # a few prompts (what CI runs)
     python -m astar_ext.toy.bench --sweep     # step scale, window, mask threshold, loss weights (tuning seeds)
     python -m astar_ext.toy.bench --compare "" "ret_weight=2"   # chosen settings (report seeds)
+    python -m astar_ext.toy.bench --layout    # the layout benchmark (astar_ext/toy/layout.py)
 
 **Seeds.** Settings are chosen on the *tuning* seeds (0, 1, 2, ...: the sweep's default) and results are
 reported on the *report* seeds (1000, 1001, ...: the default of the ablation and of ``--compare``); the two
@@ -306,7 +307,14 @@ def parse_overrides(text: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--layout" in argv:  # the layout benchmark (astar_ext/toy/layout.py) takes the other options
+        from .layout import main as layout_main
+
+        return layout_main([a for a in argv if a != "--layout"])
     ap = argparse.ArgumentParser(description="Neglect benchmark of A-STAR on the shipped toy model.")
+    ap.add_argument("--layout", action="store_true", help="run the layout benchmark instead (python -m "
+                                                          "astar_ext.toy.layout, whose options follow)")
     ap.add_argument("--quick", action="store_true", help="4 two-object prompts x 2 seeds, no three-object prompts")
     ap.add_argument("--sweep", action="store_true", help="sweep the settings (one at a time from --set) instead of "
                                                          "the ablation")
@@ -351,7 +359,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results = run_ablation(model, prompts2, prompts3, seeds, base, a.steps, a.cfg, prompts1=prompts1)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"argv": sys.argv[1:] if argv is None else argv, "results": results}, f, indent=1)
+            json.dump({"argv": argv, "results": results}, f, indent=1)
     return results
 
 

@@ -262,8 +262,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--absent", type=float, default=c.absent,
                     help="share of one- and two-object captions that name one more, undrawn object")
     ap.add_argument("--attention", default=None, metavar="DS",
-                    help="the UNet's cross-attention levels as downsampling factors (default: the shipped model's '2,4', "
-                         "at 16x16, 8x8 and in the middle block; '4' leaves out 16x16)")
+                    help="the UNet's cross-attention levels as downsampling factors (default: the shipped "
+                         "model's '2,4', at 16x16, 8x8 and in the middle block; '4' leaves out 16x16)")
     ap.add_argument("--export", default=None, help="write the EMA weights (fp16) here when the run is complete")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
     ap.add_argument("--save-every", type=int, default=100)

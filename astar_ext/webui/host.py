@@ -40,7 +40,7 @@ def excludes_eot(sd_model: Any) -> bool:
 
 LAYER_DEFAULTS = {"sd": "all", "sdxl": "all"}
 """The layer choice that the setting's "automatic" means, per model family. Measured on SDXL base's layout
-(``python -m astar_ext.bench.layers``, README "SDXL layers"; random weights, CPU): every choice that includes
+(``python -m astar_ext.bench.layers``, docs/design.md "SDXL layers"; random weights, CPU): every choice that includes
 decoder layers
 costs about what ``all`` costs (the early exit stops after the last captured layer, ``output_blocks.2``, in each
 case), and the encoder-only choices (``down``, ``down+mid``: 0.4-0.7x the time of ``all``) give latent gradients

@@ -28,6 +28,7 @@ from ..capture import LAYER_CHOICES, CaptureError, remove_all, select_layers
 from ..controller import EngineOptions
 from ..passconcepts import PassConcepts
 from ..passrun import PassRun, detach_all
+from ..regions import Layout
 from ..samplers import plan_for
 from ..tokens import parse_concepts
 from . import host
@@ -41,7 +42,8 @@ except ImportError:  # pragma: no cover - older WebUI
 TITLE = "A-STAR"
 SETTINGS_SECTION = ("astar", "A-STAR")
 SUMMARY_KEYS = ("A-STAR skipped", "A-STAR warnings", "A-STAR overlap", "A-STAR pairs", "A-STAR retention IoU",
-                "A-STAR passes", "A-STAR time", "A-STAR hires overlap", "A-STAR notes", "A-STAR layers")
+                "A-STAR layout fit", "A-STAR passes", "A-STAR time", "A-STAR hires overlap", "A-STAR notes",
+                "A-STAR layers")
 ERROR_KEY = "A-STAR error"
 MASK_METHODS = ("threshold", "otsu")
 EOT_RULES = ("automatic", "keep", "exclude")
@@ -54,6 +56,7 @@ class GenerationState:
 
     params: Any
     items: list
+    layout: Layout | None = None  # the decoded regions of params.layout
     skipped: list[str] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
     runs: list[PassRun] = dataclasses.field(default_factory=list)
@@ -124,12 +127,16 @@ def _explicitly_off(args: tuple | list) -> bool:
     return first is False
 
 
+PLACEHOLDERS = {"concepts": "cat, dog", "layout": "cat 0.05 0.10 0.50 0.90; dog 0.55 0.10 0.95 0.90"}
+
+
 def _component(f: P.Field, value: Any, elem_id: str, visible: bool = True):
     if f.type is bool:
         return gr.Checkbox(value=value, label=f.label, elem_id=elem_id, visible=visible, info=f.help)
     if f.type is str:
-        return gr.Textbox(value=value, label=f.label, elem_id=elem_id, lines=1, max_lines=1, info=f.help,
-                          placeholder="cat, dog", elem_classes=["astar-concepts"])
+        return gr.Textbox(value=value, label=f.label, elem_id=elem_id, lines=1, max_lines=1 if f.name == "concepts"
+                          else 4, info=f.help, placeholder=PLACEHOLDERS.get(f.name, ""),
+                          elem_classes=[f"astar-{f.name}"])
     return gr.Slider(value=value, label=f.label, minimum=f.minimum, maximum=f.maximum, step=f.step,
                      elem_id=elem_id, info=f.help)
 
@@ -175,6 +182,13 @@ class AStarScript(scripts.Script):
                     comps["hires"] = _component(fields["hires"], defaults.hires, self.elem_id("hires"),
                                                 visible=not is_img2img)
                     comps["heatmaps"] = _component(fields["heatmaps"], defaults.heatmaps, self.elem_id("heatmaps"))
+            with gr.Accordion("Layout", open=False, elem_id=self.elem_id("layout_panel")):
+                # The box editor (astarLayout in javascript/astar.js draws it here); the text field below is the script
+                # argument, and the editor and the field follow each other.
+                gr.HTML("", elem_id=self.elem_id("layout_editor"), elem_classes=["astar-layout-editor"])
+                comps["layout"] = _component(fields["layout"], "", self.elem_id("layout"))
+                comps["layout_weight"] = _component(fields["layout_weight"], defaults.layout_weight,
+                                                    self.elem_id("layout_weight"))
         ordered = [comps[f.name] for f in P.FIELDS]
         self.infotext_fields = [self._paste_field(comps[f.name], f) for f in P.FIELDS]
         self.paste_field_names = [f.infotext for f in P.FIELDS]
@@ -183,8 +197,12 @@ class AStarScript(scripts.Script):
     @staticmethod
     def _paste_field(component: Any, f: P.Field) -> Any:
         # "enabled" is pasted as False from an infotext without A-STAR, so that pasting a plain image's
-        # parameters turns A-STAR off instead of keeping whatever the UI had.
-        target: Any = (lambda d, key=f.infotext: d.get(key, "False")) if f.name == "enabled" else f.infotext
+        # parameters turns A-STAR off instead of keeping whatever the UI had; the layout fields, which the
+        # infotext leaves out without a layout (at their defaults), are pasted as their defaults.
+        missing = {"enabled": "False", "layout": "", "layout_weight": P._format_value(P.FIELD_BY_NAME[
+            "layout_weight"].default)}
+        target: Any = ((lambda d, key=f.infotext, default=missing[f.name]: d.get(key, default))
+                       if f.name in missing else f.infotext)
         return PasteField(component, target) if PasteField is not None else (component, target)
 
     # --- processing hooks ------------------------------------------------------------------------
@@ -193,6 +211,7 @@ class AStarScript(scripts.Script):
         try:
             params = parse_script_args(args, p)
             items = parse_concepts(params.concepts) if params.enabled else []
+            layout = Layout.parse(params.layout) if params.enabled and params.layout else None
         except P.ParamError as e:
             if not _explicitly_off(args) or xyz_overrides(p):
                 p.extra_generation_params[ERROR_KEY] = f"A-STAR is off for this job: {e}"
@@ -200,8 +219,10 @@ class AStarScript(scripts.Script):
             return
         if not params.enabled:
             return
+        if layout is not None and any(r.mask is not None for r in layout.regions):
+            params = dataclasses.replace(params, layout=layout.to_text())  # masks as compact 1-bit PNGs
         p.extra_generation_params.update(P.to_infotext(params))
-        state = GenerationState(params, items)
+        state = GenerationState(params, items, layout)
         p.astar_state = state
         if not items:
             state.skip("no concepts given")
@@ -267,7 +288,7 @@ class AStarScript(scripts.Script):
             reconstruct=prompt_parser.reconstruct_multicond_batch, current_model=lambda: shared.sd_model,
             should_stop=lambda: bool(shared.state.interrupted or shared.state.skipped),
             options=options, level=2, layers=layers,
-            context_transform=host.hypernetwork_transform(shared), label=label,
+            context_transform=host.hypernetwork_transform(shared), label=label, layout=state.layout,
         )
         if len(layers) < len(all_layers):
             state.layers = f"{choice}, {len(layers)} of the {len(all_layers)} image/32 layers"
@@ -333,7 +354,8 @@ def append_heatmaps(processed: Any, entries: list[tuple[int, dict]]) -> None:
         if position >= len(outputs):
             continue
         image = outputs[position]
-        picture = render(image, data["maps"], data["steps"], data["losses"], data["window_end"], data["title"])
+        picture = render(image, data["maps"], data["steps"], data["losses"], data["window_end"], data["title"],
+                         regions=data.get("regions"))
         processed.images.append(picture)
         source = ""
         infotexts = getattr(processed, "infotexts", None)
@@ -378,6 +400,9 @@ def write_summary(extra: dict, state: GenerationState) -> None:
         ious = [f"{label} {_num(v)}" for label, v in first.retention_iou() if v is not None]
         if ious:
             extra["A-STAR retention IoU"] = ", ".join(ious)
+        fits = [f"{label} {v:.2f}" for label, v in first.layout_fit() if v is not None]
+        if fits:
+            extra["A-STAR layout fit"] = ", ".join(fits)
     extra["A-STAR passes"] = sum(run.passes for run in state.runs)
     extra["A-STAR time"] = f"{sum(run.seconds for run in state.runs):.2f} s"
 
