@@ -45,7 +45,7 @@ import torch
 from .. import params as P
 from . import data as D
 from . import detect as T
-from .bench import benchmark_prompts, parse_overrides, prompt_text
+from .bench import benchmark_prompts, parse_overrides, prompt_text, sign_test, wilson
 from .model import ToyLDM, load_model
 from .sample import DEFAULT_CFG, DEFAULT_STEPS, generate
 
@@ -167,7 +167,7 @@ def run_cases(model: ToyLDM, cases: Sequence[Case], params: Any | None, steps: i
         seeds = sorted({cases[i].seed for i in members})  # without a layout, the kinds share their images
         text = prompt_text(objects, index)
         run = generate(model, [text] * len(seeds), seeds, [concepts] * len(seeds), run_params, steps=steps,
-                       cfg_scale=cfg_scale)
+                       cfg_scale=cfg_scale, decode=False)
         fit_rows = _end_fit(run) if with_layout and params is not None else None
         for i in members:
             r = seeds.index(cases[i].seed)
@@ -214,27 +214,6 @@ def with_contradictions(cases: Sequence[Case], plain: Judged) -> list[Case]:
 def judge_boxes(cases: Sequence[Case], judged: Judged) -> np.ndarray:
     """``[N, 2]`` in-box flags of ``judged`` against the cases' boxes (for runs made before the boxes were known)."""
     return np.array([[inside(c, b) for c, b in zip(judged.centres[i], case.boxes)] for i, case in enumerate(cases)])
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion ``k / n``."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def sign_test(fixed: int, broken: int) -> float:
-    """Two-sided exact sign test p-value of ``fixed`` vs ``broken`` discordant pairs."""
-    n = fixed + broken
-    if n == 0:
-        return 1.0
-    k = min(fixed, broken)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
 
 
 def summary(in_box: np.ndarray, present: np.ndarray, fit: np.ndarray | None = None,
