@@ -332,6 +332,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="compare plain with these settings ('' = the defaults), e.g. '' 'ret_weight=2'")
     ap.add_argument("--set", default="", help="A-STAR settings for the ablation, e.g. 'scale=40,window=0.75'")
     ap.add_argument("--weights", default=None, help="toy model weights (default: the shipped ones)")
+    ap.add_argument("--level", type=int, default=None,
+                    help="level of the maps (latent / 2**level): 2 = image/32, 8x8, what the WebUI uses (the "
+                         "default); 1 = image/16, 16x16, where the paper's SD 1.x maps are at 512 px")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the model is small: 1 is fastest "
                                                            "on a busy machine)")
     ap.add_argument("--json", default=None, help="also write the results here")
@@ -340,6 +343,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if a.quick:
         a.prompts1, a.prompts2, a.prompts3, a.seeds = 0, 4, 0, 2
     model = load_model(a.weights)
+    if a.level is not None:
+        model.config = dataclasses.replace(model.config, capture_level=a.level)
     seed_set = a.seed_set or ("tuning" if a.sweep else "report")
     first = a.first_seed if a.first_seed is not None else (
         TUNING_FIRST_SEED if seed_set == "tuning" else REPORT_FIRST_SEED)
@@ -348,7 +353,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     prompts2 = benchmark_prompts(2, a.prompts2)
     prompts3 = benchmark_prompts(3, a.prompts3) if a.prompts3 else []
     base = P.replace(P.DEFAULTS, **parse_overrides(a.set))
-    print(f"toy model {a.weights or 'shipped'}; Euler {a.steps} steps, CFG {a.cfg}; seeds {seeds[0]}..{seeds[-1]}; "
+    print(f"toy model {a.weights or 'shipped'}; maps at level {model.config.capture_level}; Euler {a.steps} steps, CFG {a.cfg}; seeds {seeds[0]}..{seeds[-1]}; "
           f"A-STAR settings: {P.to_dict(base)}", flush=True)
     if a.compare is not None:
         results = run_compare(model, {"two objects": prompts2, "three objects": prompts3}, seeds, a.compare, a.steps,
