@@ -99,3 +99,14 @@ def test_demo_writes_a_side_by_side_picture(tmp_path):
     block = 3 * (64 + pad)
     astar = pic[head:head + 64, pad + block + pad:pad + block + pad + 64]
     assert plain.std() > 10 and astar.std() > 10
+
+
+def test_the_detector_reads_training_scenes_through_the_vae_as_drawn():
+    """The metrics' ceiling: training-style scenes encoded by the shipped model's VAE and read on the latent grid,
+    as a sample is read, are found with the colour and the shape the generator drew (its own ground truth)."""
+    from astar_ext.toy.model import load_model
+
+    model = load_model()
+    for count in (1, 2):
+        objects, drawn, right = B.ground_truth(model, count, 6, seed=3)
+        assert objects == 6 * count and drawn == objects and right == objects

@@ -182,6 +182,27 @@ def evaluate(model: ToyLDM, prompts: Sequence[tuple[tuple[str, str], ...]], seed
                   np.concatenate(iou), time.perf_counter() - t0, np.array([i for i, _, _ in rows]))
 
 
+def ground_truth(model: ToyLDM, count: int, n: int, seed: int = 7) -> tuple[int, int, int]:
+    """The detector on ``n`` random training-style scenes of ``count`` objects, seen as the benchmark sees a sample:
+    rendered at 256 px, encoded by the model's VAE, read on the latent's scene grid (:meth:`ToyLDM.to_grid`).
+    Returns ``(objects, drawn in their colour, drawn with colour and shape)``: the ceiling of the metrics."""
+    rng = np.random.default_rng(seed)
+    scenes = [D.random_scene(rng, D.DataMix(), count=count) for _ in range(n)]
+    objects = drawn = right = 0
+    for start in range(0, n, 16):
+        part = scenes[start:start + 16]
+        scale = model.config.image_size // D.IMAGE_SIZE
+        images = torch.from_numpy(np.stack([D.render_scene(s, scale) for s in part]).transpose(0, 3, 1, 2) * 2 - 1)
+        with torch.no_grad():
+            grid = (model.to_grid(model.to_latent(images)) + 1) / 2
+        for scene, image in zip(part, grid):
+            dets = T.detect(T.to_numpy_image(image))
+            objects += len(scene.objects)
+            drawn += sum(T.drawn(dets, o.colour) for o in scene.objects)
+            right += sum(T.correct(dets, o.colour, o.shape) for o in scene.objects)
+    return objects, drawn, right
+
+
 ABLATION = (
     ("plain", None),
     ("A-STAR (seg + ret)", {}),
@@ -315,6 +336,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description="Neglect benchmark of A-STAR on the shipped toy model.")
     ap.add_argument("--layout", action="store_true", help="run the layout benchmark instead (python -m "
                                                           "astar_ext.toy.layout, whose options follow)")
+    ap.add_argument("--ground-truth", type=int, default=0, metavar="N",
+                    help="only check the detector on N training-style scenes of one and of two objects, encoded by "
+                         "the VAE and read as a sample is")
     ap.add_argument("--quick", action="store_true", help="4 two-object prompts x 2 seeds, no three-object prompts")
     ap.add_argument("--sweep", action="store_true", help="sweep the settings (one at a time from --set) instead of "
                                                          "the ablation")
@@ -343,6 +367,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if a.quick:
         a.prompts1, a.prompts2, a.prompts3, a.seeds = 0, 4, 0, 2
     model = load_model(a.weights)
+    if a.ground_truth:
+        out = {}
+        for count in (1, 2):
+            objects, drawn, right = ground_truth(model, count, a.ground_truth)
+            print(f"{a.ground_truth} scenes of {count} object(s): {objects} objects, drawn {drawn} "
+                  f"({drawn / objects:.1%}), right colour and shape {right} ({right / objects:.1%})")
+            out[count] = {"objects": objects, "drawn": drawn, "right": right}
+        return out
     if a.level is not None:
         model.config = dataclasses.replace(model.config, capture_level=a.level)
     seed_set = a.seed_set or ("tuning" if a.sweep else "report")
