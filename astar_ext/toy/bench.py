@@ -385,7 +385,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     prompts2 = benchmark_prompts(2, a.prompts2)
     prompts3 = benchmark_prompts(3, a.prompts3) if a.prompts3 else []
     base = P.replace(P.DEFAULTS, **parse_overrides(a.set))
-    print(f"toy model {a.weights or 'shipped'}; maps at level {model.config.capture_level}; Euler {a.steps} steps, CFG {a.cfg}; seeds {seeds[0]}..{seeds[-1]}; "
+    print(f"toy model {a.weights or 'shipped'}; maps at level {model.config.capture_level}; Euler {a.steps} steps, "
+          f"CFG {a.cfg}; seeds {seeds[0]}..{seeds[-1]}; "
           f"A-STAR settings: {P.to_dict(base)}", flush=True)
     if a.compare is not None:
         results = run_compare(model, {"two objects": prompts2, "three objects": prompts3}, seeds, a.compare, a.steps,
