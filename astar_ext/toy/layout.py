@@ -425,11 +425,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--set", default="", help="A-STAR settings without a layout, e.g. 'scale=40'")
     ap.add_argument("--layout-set", default=None, help="A-STAR settings with the layout (default: the layout mode's)")
     ap.add_argument("--weights", default=None)
+    ap.add_argument("--level", type=int, default=None,
+                    help="level of the maps: 2 = image/32 (8x8, the WebUI's, the default), 1 = image/16 (16x16)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     model = load_model(a.weights)
+    if a.level is not None:
+        model.config = dataclasses.replace(model.config, capture_level=a.level)
     base = P.replace(P.DEFAULTS, **parse_overrides(a.set))
     layout_settings = (layout_defaults(base) if a.layout_set is None
                        else P.replace(base, **parse_overrides(a.layout_set)))
@@ -439,7 +443,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
     prompts = benchmark_prompts(2, a.prompts)
     seeds = list(a.seeds) if a.seeds else list(TUNING_SEEDS if a.sweep else REPORT_SEEDS)
-    print(f"toy model {a.weights or 'shipped'}; Euler {a.steps} steps, CFG {a.cfg}; seeds {seeds}; "
+    print(f"toy model {a.weights or 'shipped'}; maps at level {model.config.capture_level}; Euler {a.steps} steps, "
+          f"CFG {a.cfg}; seeds {seeds}; "
           f"A-STAR: {P.to_dict(base)}; with layout: {P.to_dict(layout_settings)}", flush=True)
     if a.sweep:
         configs = SWEEP if a.configs is None else [parse_overrides(c) for c in a.configs]
