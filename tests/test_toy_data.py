@@ -39,6 +39,47 @@ def test_scenes_follow_their_specification():
     assert counts[1] > counts[2] > counts[3] > 20
 
 
+def test_some_captions_name_an_object_the_image_does_not_show():
+    """The mechanism of neglect in the data: with ``absent = 0.3`` about 30 % of the one- and two-object scenes
+    have a caption that names one more object, of another colour, which is not drawn."""
+    rng = np.random.default_rng(7)
+    mix = D.DataMix(absent=0.3)
+    extra = small = 0
+    for _ in range(400):
+        s = D.random_scene(rng, mix)
+        named = D.objects_in(s.caption)
+        drawn = [(o.colour, o.shape) for o in s.objects]
+        # the caption names the drawn objects in order, and the absent one somewhere among them
+        assert [x for x in named if x not in s.absent] == drawn
+        assert len(named) == len(drawn) + len(s.absent) and len(s.absent) <= 1
+        assert len({c for c, _ in named}) == len(named)  # distinct colours, also the absent one
+        if len(drawn) < 3:
+            small += 1
+            extra += bool(s.absent)
+        else:
+            assert not s.absent
+        # what is drawn is exactly what the detector finds
+        assert sorted(d.name for d in T.detect(s.image)) == sorted(f"{c} {sh}" for c, sh in drawn)
+    assert 0.22 < extra / small < 0.38
+    # the default mix names only what it draws
+    assert not any(D.random_scene(rng).absent for _ in range(50))
+
+
+def test_scenes_render_at_256_px_as_their_32_px_grid():
+    """The model's images are the scenes at 8x the grid: averaged over 8x8 blocks they are the 32x32 image
+    (up to anti-aliasing at the edges), and the detector finds the same objects in them."""
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        s = D.random_scene(rng)
+        big = D.render_scene(s, 8)
+        assert big.shape == (256, 256, 3) and big.dtype == np.float32
+        blocks = big.reshape(32, 8, 32, 8, 3).mean((1, 3))
+        assert np.abs(blocks - s.image).max() < 0.1 and np.abs(blocks - s.image).mean() < 0.005
+        assert sorted(d.name for d in T.detect(big)) == sorted(o.name for o in s.objects)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        T.detect(np.zeros((100, 100, 3), np.float32))
+
+
 def test_captions_in_the_papers_style():
     assert D.caption_for(["red circle"]) == "a red circle"
     assert D.caption_for(["red circle", "blue square"]) == "a red circle and a blue square"
@@ -100,7 +141,7 @@ def test_tokenizer_word_table_is_clips_bpe():
     assert bpe.tokenize(captions) == table.tokenize(captions)
     with pytest.raises(ValueError, match="vocabulary"):
         table.tokenize(["a purple dog"])
-    # outside the vocabulary, the BPE path still gives CLIP's ids (the model maps them to its UNK row)
+    # outside the vocabulary, the BPE path still gives CLIP's ids (the model has CLIP's whole vocabulary)
     assert bpe.tokenize(["a dog"]) == [[320, 1929]]
 
 

@@ -1,5 +1,6 @@
-"""The shipped toy model: it loads, it is the WebUI's kind of model, it samples what it is asked for;
-its training is seeded and resumable."""
+"""The shipped toy model v2: it loads, it is the WebUI's kind of model (ldm UNet, ldm AutoencoderKL layout, HF
+CLIPTextModel names), its VAE reproduces the scenes, it samples what it is asked for; its training is seeded
+and resumable."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import pytest
 import torch
 
 from astar_ext.capture import AttentionCapture
+from astar_ext.toy import data as D
 from astar_ext.toy import detect as T
 from astar_ext.toy.model import WEIGHTS, ToyConfig, ToyLDM, denoiser, load_model
 from astar_ext.toy.sample import generate
+from astar_ext.toy.vae import ToyVAE
 from tests.conftest import hook_count
 
 
@@ -23,66 +26,141 @@ def toy():
 
 
 def test_shipped_weights_are_small_and_record_their_training(toy):
-    assert os.path.getsize(WEIGHTS) < 8e6
+    assert os.path.getsize(WEIGHTS) <= 20e6
     meta = toy.meta
-    assert meta["steps"] >= 1000 and meta["train_seconds"] > 0
-    assert set(meta["train_config"]) >= {"seed", "batch", "lr", "one", "two", "three"}
+    assert meta["steps"] >= 800 and meta["train_seconds"] > 0
+    assert set(meta["train_config"]) >= {"seed", "batch", "lr"}
+    assert meta["cache"]["config"]["absent"] > 0  # the captions that name undrawn objects
     assert all(p.dtype == torch.float32 for p in toy.parameters())
+    assert 0.1 < toy.config.scale_factor < 10
 
 
 def test_toy_model_is_built_from_the_webui_modules(toy):
     unet = toy.diffusion_model
     assert type(unet).__module__ == "ldm.modules.diffusionmodules.openaimodel"
+    assert toy.config.image_size == 256 and toy.config.latent_size == 32
     cap = AttentionCapture(unet, level=toy.config.capture_level)
-    # five cross-attention layers at 8x8, as SD 1.x has five at its map level
-    blocks = ["input_blocks.1", "input_blocks.2", "output_blocks.3", "output_blocks.4", "output_blocks.5"]
+    # five cross-attention layers at image/32 (8x8 at 256 px), as SD 1.x has five at 16x16 at 512 px
+    blocks = ["input_blocks.5", "input_blocks.6", "output_blocks.2", "output_blocks.3", "output_blocks.4"]
     assert cap.layers == [f"{b}.1.transformer_blocks.0.attn2" for b in blocks]
     ctx = toy.encode_prompts(["a red circle and a blue square"])
     assert ctx.shape == (1, 77, toy.config.context_dim)
-    x = torch.randn(1, 48, 8, 8)
+    x = torch.randn(1, 4, 32, 32)
     with cap, torch.no_grad(), cap.recording(torch.arange(77)[None]) as rec:
-        eps = toy.apply_model(x, torch.tensor([500]), {"c_crossattn": [ctx]})
-    assert eps.shape == x.shape and rec.complete and rec.hw == (8, 8)
+        v = toy.apply_model(x, torch.tensor([500]), {"c_crossattn": [ctx]})
+    assert v.shape == x.shape and rec.complete and rec.hw == (8, 8)
     # a v-prediction model, wrapped by k-diffusion as the WebUI wraps SD 2.x's v-models
     assert type(denoiser(toy)).__name__ == "CompVisVDenoiser"
     assert hook_count(toy) == 0
-    # the space-to-depth "latent" is lossless
-    img = torch.rand(2, 3, 32, 32) * 2 - 1
-    assert torch.equal(toy.to_image(toy.to_latent(img)), img)
-    # ids outside the toy vocabulary share one embedding row; the prompt's words do not
-    rows = toy.cond_stage_model.lookup[torch.tensor([320, 1929, 7117, 49407])]
-    assert rows[1] == 0 and rows[0] != rows[2] and 0 not in (rows[0], rows[2], rows[3])
+    # the text encoder has HF CLIPTextModel's names and CLIP's whole vocabulary
+    names = set(toy.cond_stage_model.state_dict())
+    assert {"transformer.text_model.embeddings.token_embedding.weight",
+            "transformer.text_model.embeddings.position_embedding.weight",
+            "transformer.text_model.encoder.layers.0.self_attn.q_proj.weight",
+            "transformer.text_model.encoder.layers.1.mlp.fc2.bias",
+            "transformer.text_model.final_layer_norm.weight"} <= names
+    assert toy.cond_stage_model.transformer.text_model.embeddings.token_embedding.weight.shape == (49408, 64)
+    # the VAE has ldm AutoencoderKL's modules
+    assert type(toy.first_stage_model.decoder).__module__ == "ldm.modules.diffusionmodules.model"
+    assert {"encoder.conv_in.weight", "decoder.conv_out.weight", "quant_conv.weight", "post_quant_conv.weight"} \
+        <= set(toy.first_stage_model.state_dict())
 
 
-def test_shipped_model_samples_the_objects_it_is_asked_for(toy):
-    """Single objects, 12 prompts x 1 seed: the trained model draws the requested colour nearly always, and
-    little else. (Its shapes are rough: the detector rarely recognises them; that is measured, not asserted.)"""
+def test_text_encoder_is_causal_and_encodes_each_chunk_alone(toy):
+    """Changing a later token leaves earlier positions alone (CLIP's causal mask); a two-chunk prompt is the
+    two chunks encoded on their own (the WebUI's way)."""
+    enc = toy.cond_stage_model
+    tok = toy.tokenizer
+    a = torch.tensor(tok.ids(["a red circle and a blue square"]))
+    b = torch.tensor(tok.ids(["a red circle and a green square"]))
+    with torch.no_grad():
+        ea, eb = enc(a), enc(b)
+        assert torch.equal(ea[0, :6], eb[0, :6]) and not torch.allclose(ea[0, 6], eb[0, 6])
+        two = torch.cat([a, b], 1)
+        assert torch.allclose(enc(two), torch.cat([ea, eb], 1), atol=1e-6)
+
+
+def test_vae_encodes_the_block_colours_and_decodes_them_back():
+    """Encoder: each latent pixel is ``M`` times the mean colour of its 8x8 block; decoder: each latent pixel back
+    to an 8x8 block of ``M^T z``; expected values computed here with plain pooling and upsampling."""
+    torch.set_num_threads(1)
+    vae = ToyVAE().eval()
+    from astar_ext.toy.vae import colour_matrix
+
+    m = colour_matrix()
+    assert torch.allclose(m.T @ m, torch.eye(3), atol=1e-6)
+    rng = np.random.default_rng(9)
+    scenes = [D.random_scene(rng) for _ in range(3)]
+    images = torch.from_numpy(np.stack([D.render_scene(s, 8) for s in scenes]).transpose(0, 3, 1, 2) * 2 - 1)
+    with torch.no_grad():
+        mean, logvar = vae.moments(images)
+        pooled = torch.nn.functional.avg_pool2d(images, 8)
+        assert (mean - torch.einsum("jc,bchw->bjhw", m, pooled)).abs().max() < 2e-3
+        assert torch.all(logvar == -20.0)
+        out = vae.decode(mean)
+        assert (out - torch.nn.functional.interpolate(pooled, scale_factor=8)).abs().max() < 2e-3
+        z = torch.randn(2, 4, 32, 32) * 1.5
+        want = torch.nn.functional.interpolate(torch.einsum("jc,bjhw->bchw", m, z), scale_factor=8)
+        assert (vae.decode(z) - want).abs().max() < 2e-3
+    for s, img in zip(scenes, out):
+        dets = T.detect(((img.clamp(-1, 1) + 1) / 2).numpy().transpose(1, 2, 0))
+        assert sorted(d.name for d in dets) == sorted(o.name for o in s.objects)
+
+
+def test_scene_grid_is_the_decoded_image_averaged(toy):
+    z = torch.randn(2, 4, 32, 32)
+    with torch.no_grad():
+        full = toy.to_image(z)
+    assert full.shape == (2, 3, 256, 256)
+    assert (torch.nn.functional.avg_pool2d(full, 8) - toy.to_grid(z)).abs().max() < 2e-3
+
+
+def _single_objects(toy, decode=True, n=12):
     from astar_ext.toy.bench import benchmark_prompts
 
-    objects = [objs[0] for objs in benchmark_prompts(2, 12)]
+    objects = [objs[0] for objs in benchmark_prompts(1, n)]
     prompts = [f"a {c} {s}" for c, s in objects]
-    run = generate(toy, prompts, list(range(12)), [f"{c} {s}" for c, s in objects], None, steps=12)
-    assert run.images.shape == (12, 3, 32, 32) and 0 <= run.images.min() and run.images.max() <= 1
+    run = generate(toy, prompts, list(range(500, 500 + n)), [f"{c} {s}" for c, s in objects], None, steps=12,
+                   decode=decode)
+    return objects, run
+
+
+def test_shipped_model_samples_deterministically_and_the_grid_is_what_the_decoder_draws(toy):
+    objects, run = _single_objects(toy, n=2)
+    assert run.images.shape == (2, 3, 256, 256) and 0 <= run.images.min() and run.images.max() <= 1
+    assert run.images.std() > 0.05  # not blank
+    again = _single_objects(toy, decode=False, n=2)[1]
+    assert torch.allclose(again.images, torch.nn.functional.avg_pool2d(run.images, 8), atol=2e-3)
+
+
+def test_shipped_model_draws_the_colours_it_is_asked_for(toy):
+    """Single objects, 12 prompts x 1 seed (not the benchmark's seeds), what the shipped weights (step 1800) do,
+    with a margin: the requested colour in every image (asserted: >= 9 of 12), nothing else drawn (asserted: at most
+    3 stray objects in 12 images), the right shape as well in 4 of 12 (asserted: >= 2). Issue 12's target, the right
+    colour and shape in >= 80 %, is not met (docs/faithfulness.md)."""
+    objects, run = _single_objects(toy)
     dets = [T.detect(T.to_numpy_image(im)) for im in run.images]
-    colour = np.mean([T.drawn(d, c) for d, (c, _) in zip(dets, objects)])
-    others = np.mean([sum(x.colour != c for x in d) for d, (c, _) in zip(dets, objects)])
-    shape = np.mean([T.correct(d, c, s) for d, (c, s) in zip(dets, objects)])
-    print(f"requested colour drawn {colour:.0%}, other objects per image {others:.2f}, shape correct {shape:.0%}")
-    assert colour >= 0.75 and others <= 0.5
-    # the same seeds give the same images
-    again = generate(toy, prompts[:2], [0, 1], [f"{c} {s}" for c, s in objects[:2]], None, steps=12)
-    assert torch.allclose(again.images, run.images[:2], atol=1e-5)
+    colour = sum(T.drawn(d, c) for d, (c, _) in zip(dets, objects))
+    shape = sum(T.correct(d, c, s) for d, (c, s) in zip(dets, objects))
+    others = sum(sum(x.colour != c for x in d) for d, (c, _) in zip(dets, objects))
+    print(f"requested colour drawn {colour}/12, colour and shape {shape}/12, other objects {others}")
+    assert colour >= 9 and shape >= 2 and others <= 3
 
 
 def test_training_is_seeded_and_resumes_exactly(tmp_path):
-    from astar_ext.toy.train import TrainConfig, train
+    from astar_ext.toy.train import CacheConfig, TrainConfig, build_cache, train
 
-    cfg = TrainConfig(steps=3, batch=4, warmup=2)
+    torch.set_num_threads(1)
+    vae = ToyVAE().eval()
+    cache = build_cache(vae, CacheConfig(scenes=6), str(tmp_path / "cache.pt"), chunk=4)
+    assert cache["latents"].shape == (6, 4, 32, 32) and len(cache["captions"]) == 6
+    assert build_cache(vae, CacheConfig(scenes=6), str(tmp_path / "cache.pt"))["captions"] == cache["captions"]
+    cfg = TrainConfig(steps=3, batch=2, warmup=2)
     straight = tmp_path / "a.ckpt"
-    train(cfg, str(straight), None, log_every=100)
+    train(cfg, str(straight), None, vae, cache, log_every=100)
     resumed = tmp_path / "b.ckpt"
-    train(TrainConfig(steps=2, batch=4, warmup=2), str(resumed), None, log_every=100)
-    meta = train(cfg, str(resumed), str(tmp_path / "w.pt"), log_every=100)
+    train(TrainConfig(steps=2, batch=2, warmup=2), str(resumed), None, vae, cache, log_every=100)
+    meta = train(cfg, str(resumed), str(tmp_path / "w.pt"), vae, cache, log_every=100)
     assert meta["steps"] == 3
     a = torch.load(straight, weights_only=True)
     b = torch.load(resumed, weights_only=True)
@@ -91,11 +169,13 @@ def test_training_is_seeded_and_resumes_exactly(tmp_path):
         for name, value in a[key].items():
             assert torch.equal(value, b[key][name]), (key, name)
     exported = load_model(str(tmp_path / "w.pt"))
-    assert exported.meta["steps"] == 3 and isinstance(exported, ToyLDM) and exported.config == ToyConfig()
-    # the export is the EMA, in fp16
+    assert exported.meta["steps"] == 3 and isinstance(exported, ToyLDM)
+    assert exported.config == ToyConfig(scale_factor=round(cache["scale_factor"], 5))
+    # the export is the EMA, in fp16, with the VAE unchanged
     for name, value in exported.diffusion_model.state_dict().items():
-        ref = b["ema"]["diffusion_model." + name]
-        assert torch.equal(value, ref.half().float())
+        assert torch.equal(value, b["ema"]["diffusion_model." + name].half().float())
+    for name, value in exported.first_stage_model.state_dict().items():
+        assert torch.equal(value, vae.state_dict()[name].half().float())
 
 
 def test_shipped_weights_need_only_what_torch_2_0_weights_only_allows():

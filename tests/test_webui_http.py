@@ -409,3 +409,59 @@ def test_pasting_a_layout_through_the_api_restores_it():
     first = txt2img([on(layout=LR)])
     again = txt2img(None, infotext=first["info"]["infotexts"][0])
     assert infotext(again)["A-STAR layout"] == LR
+
+
+# --- the trained toy model v2 inside the WebUI (ASTAR_WEBUI_TOY: its title, after `python -m astar_ext.toy.export
+# <webui>/models/Stable-diffusion`; the WebUI on CPU in full precision) --------------------------------------------
+
+def _toy_present(res: dict, objects) -> list[bool]:
+    import numpy as np
+    from PIL import Image
+
+    from astar_ext.toy import detect as T
+
+    img = np.asarray(Image.open(io.BytesIO(base64.b64decode(res["images"][0]))).convert("RGB"), np.float32) / 255
+    dets = T.detect(img)
+    return [T.drawn(dets, c) for c, _ in objects]
+
+
+def test_toy_model_plain_and_astar_through_the_api_match_the_engine():
+    """The same prompts and seeds through ``/sdapi/v1/txt2img`` (Euler, 20 steps, CFG 3, 256 px) and through the
+    engine's own sampling (:func:`astar_ext.toy.bench.evaluate`): the WebUI starts from the same noise (its CPU
+    seed), so image by image the objects drawn agree, and the all-present rates plain and with A-STAR (the
+    defaults) agree within noise. ``ASTAR_WEBUI_TOY_PROMPTS`` (default 24) two-object prompts x
+    ``ASTAR_WEBUI_TOY_SEEDS`` (default 2) report seeds."""
+    import numpy as np
+
+    from astar_ext import params as P
+    from astar_ext.toy import bench as B
+    from astar_ext.toy.model import load_model
+
+    model = checkpoint("TOY")
+    prompts = B.benchmark_prompts(2, int(os.environ.get("ASTAR_WEBUI_TOY_PROMPTS", "24")))
+    seeds = list(range(B.REPORT_FIRST_SEED, B.REPORT_FIRST_SEED + int(os.environ.get("ASTAR_WEBUI_TOY_SEEDS", "2"))))
+    api = {"plain": [], "A-STAR": []}
+    for i, objects in enumerate(prompts):
+        text = B.prompt_text(objects, i)
+        concepts = ", ".join(f"{c} {s}" for c, s in objects)
+        for seed in seeds:
+            common = dict(prompt=text, model=model, steps=20, cfg_scale=3, width=256, height=256, seed=seed,
+                          sampler_name="Euler", scheduler="Automatic")
+            api["plain"].append(_toy_present(txt2img(**common), objects))
+            res = txt2img([on(concepts)], **common)
+            assert "A-STAR passes: 10" in res["info"]["infotexts"][0], res["info"]["infotexts"][0]
+            api["A-STAR"].append(_toy_present(res, objects))
+    toy = load_model()
+    engine = {"plain": B.evaluate(toy, prompts, seeds, None), "A-STAR": B.evaluate(toy, prompts, seeds, P.DEFAULTS)}
+    n = len(api["plain"])
+    lines = []
+    for name in ("plain", "A-STAR"):
+        a = np.array(api[name]).all(1)
+        e = engine[name].all_present
+        agree = float((a == e).mean())
+        lo, hi = B.wilson(int(a.sum()), n)
+        lines.append(f"{name}: all present through the API {a.mean():.1%} [{lo:.0%}, {hi:.0%}], engine {e.mean():.1%}, "
+                     f"same outcome in {agree:.0%} of {n} images")
+        assert agree >= 0.85, lines[-1]
+        assert abs(a.mean() - e.mean()) <= 2 * np.sqrt(max(e.mean() * (1 - e.mean()), 0.05) / n), lines[-1]
+    print("\n".join(lines))

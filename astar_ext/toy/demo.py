@@ -27,8 +27,7 @@ from . import detect as T
 from .model import load_model
 from .sample import DEFAULT_CFG, DEFAULT_STEPS, generate
 
-# one of the benchmark's two-object prompts that plain sampling misses most often at seeds 0-7 (3 of 8 complete;
-# the two it misses more are harder for A-STAR too: docs/faithfulness.md)
+# one of the benchmark's two-object prompts (kept from the v1 demo, not chosen on the v2 model's results)
 DEFAULT_PROMPT = "a yellow cross with a green triangle"
 # anchors of a dark-blue -> red -> yellow colour map
 _CMAP = np.array([[0.05, 0.03, 0.25], [0.45, 0.05, 0.55], [0.85, 0.2, 0.25], [1.0, 0.6, 0.1], [1.0, 1.0, 0.6]])

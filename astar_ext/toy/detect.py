@@ -29,7 +29,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .data import COLOURS, SHAPES, SIZE_RANGE, shape_mask
+from .data import COLOURS, IMAGE_SIZE, SHAPES, SIZE_RANGE, shape_mask
 
 MIN_IOU = 0.5  # template IoU for the shape to count
 CHROMA_S, CHROMA_V = 0.35, 0.40
@@ -145,9 +145,22 @@ def match_shape(comp: np.ndarray) -> tuple[str, float, tuple[int, int, int, int]
     return shape, scores[shape], (x0, y0, x1, y1), scores
 
 
+def to_grid(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """An image ``[H, W, 3]`` whose side is a multiple of ``size`` (the model's 256 px) averaged over blocks to
+    ``[size, size, 3]``: the scene grid the detector and the ground truth work on."""
+    img = np.asarray(image, dtype=np.float32)
+    h, w = img.shape[:2]
+    if h == size and w == size:
+        return img
+    if h % size or w % size:
+        raise ValueError(f"image of {w}x{h} px: the side must be a multiple of {size}")
+    return img.reshape(size, h // size, size, w // size, 3).mean((1, 3))
+
+
 def detect(image: np.ndarray, min_area: int = MIN_AREA) -> list[Detection]:
-    """Every object of an image ``[H, W, 3]`` (float in [0, 1]), largest first."""
-    labels = colour_labels(image)
+    """Every object of an image ``[H, W, 3]`` (float in [0, 1]; a larger image is first averaged to the 32x32
+    scene grid by :func:`to_grid`), largest first."""
+    labels = colour_labels(to_grid(image))
     found = []
     for index, colour in enumerate(COLOUR_NAMES):
         for comp in components(labels == index):

@@ -45,7 +45,7 @@ import torch
 from .. import params as P
 from . import data as D
 from . import detect as T
-from .bench import benchmark_prompts, parse_overrides, prompt_text
+from .bench import benchmark_prompts, parse_overrides, prompt_text, sign_test, wilson
 from .model import ToyLDM, load_model
 from .sample import DEFAULT_CFG, DEFAULT_STEPS, generate
 
@@ -167,7 +167,7 @@ def run_cases(model: ToyLDM, cases: Sequence[Case], params: Any | None, steps: i
         seeds = sorted({cases[i].seed for i in members})  # without a layout, the kinds share their images
         text = prompt_text(objects, index)
         run = generate(model, [text] * len(seeds), seeds, [concepts] * len(seeds), run_params, steps=steps,
-                       cfg_scale=cfg_scale)
+                       cfg_scale=cfg_scale, decode=False)
         fit_rows = _end_fit(run) if with_layout and params is not None else None
         for i in members:
             r = seeds.index(cases[i].seed)
@@ -214,27 +214,6 @@ def with_contradictions(cases: Sequence[Case], plain: Judged) -> list[Case]:
 def judge_boxes(cases: Sequence[Case], judged: Judged) -> np.ndarray:
     """``[N, 2]`` in-box flags of ``judged`` against the cases' boxes (for runs made before the boxes were known)."""
     return np.array([[inside(c, b) for c, b in zip(judged.centres[i], case.boxes)] for i, case in enumerate(cases)])
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion ``k / n``."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def sign_test(fixed: int, broken: int) -> float:
-    """Two-sided exact sign test p-value of ``fixed`` vs ``broken`` discordant pairs."""
-    n = fixed + broken
-    if n == 0:
-        return 1.0
-    k = min(fixed, broken)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
 
 
 def summary(in_box: np.ndarray, present: np.ndarray, fit: np.ndarray | None = None,
@@ -446,11 +425,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--set", default="", help="A-STAR settings without a layout, e.g. 'scale=40'")
     ap.add_argument("--layout-set", default=None, help="A-STAR settings with the layout (default: the layout mode's)")
     ap.add_argument("--weights", default=None)
+    ap.add_argument("--level", type=int, default=None,
+                    help="level of the maps: 2 = image/32 (8x8, the WebUI's, the default), 1 = image/16 (16x16)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     model = load_model(a.weights)
+    if a.level is not None:
+        model.config = dataclasses.replace(model.config, capture_level=a.level)
     base = P.replace(P.DEFAULTS, **parse_overrides(a.set))
     layout_settings = (layout_defaults(base) if a.layout_set is None
                        else P.replace(base, **parse_overrides(a.layout_set)))
@@ -460,7 +443,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
     prompts = benchmark_prompts(2, a.prompts)
     seeds = list(a.seeds) if a.seeds else list(TUNING_SEEDS if a.sweep else REPORT_SEEDS)
-    print(f"toy model {a.weights or 'shipped'}; Euler {a.steps} steps, CFG {a.cfg}; seeds {seeds}; "
+    print(f"toy model {a.weights or 'shipped'}; maps at level {model.config.capture_level}; Euler {a.steps} steps, "
+          f"CFG {a.cfg}; seeds {seeds}; "
           f"A-STAR: {P.to_dict(base)}; with layout: {P.to_dict(layout_settings)}", flush=True)
     if a.sweep:
         configs = SWEEP if a.configs is None else [parse_overrides(c) for c in a.configs]

@@ -1,29 +1,28 @@
-"""The toy text-to-image model: a CLIP-architecture text encoder and the ldm ``UNetModel``.
+"""The toy text-to-image model v2: a latent diffusion model of SD 1.x's kind, small enough to train on a CPU.
 
-Built from the modules the WebUI runs for SD 1.x, so that the engine's capture and the WebUI path see
-the same kind of model:
+Three parts, built from the modules the WebUI builds from an ldm config, under the names of its checkpoints,
+so that one set of weights runs here (host-free) and in the WebUI (:mod:`astar_ext.toy.export`):
 
-* **Text encoder** (:class:`ToyTextEncoder`): CLIP's text-transformer architecture (token + position
-  embedding, pre-LayerNorm causal self-attention blocks with QuickGELU MLPs, a final LayerNorm), small
-  (2 layers, width 64), trained with the UNet. It reads CLIP BPE ids in 77-token chunks, mapped through
-  a lookup table to its own 19-row embedding (:data:`~astar_ext.tokenizer.VOCAB`), and encodes each chunk
-  on its own, as the WebUI does. No CLIP weights exist here to freeze, and a frozen random encoder
-  would leave the whole text understanding to the UNet's cross-attention; training it costs nothing.
-* **UNet**: ``ldm.modules.diffusionmodules.openaimodel.UNetModel`` with spatial transformers
-  (self-attention ``attn1``, cross-attention ``attn2``) at both of its levels, two res-blocks per level
-  and a middle block: SD 1.x's block layout, narrower and one level shallower.
-* **Pixel space** (no autoencoder to train): a 32x32 RGB image in [-1, 1] is folded by a lossless 4x4
-  space-to-depth (``pixel_unshuffle``) into a ``[48, 8, 8]`` "latent". The fold plays the part of SD's
-  VAE (which maps 512 px to 64x64): it makes the UNet run at 8x8 and 4x4, which is what makes
-  training on two CPU cores possible, and loses nothing.
-* **Capture level 0**: the maps are 8x8 (a quarter of the image side, like SD's 16x16 maps of 64x64
-  latents are a quarter of theirs); they come from the five ``attn2`` layers of ``input_blocks.1/2`` and
-  ``output_blocks.3/4/5``, the same count as SD 1.x's 16x16 layers.
-* **Noise schedule**: SD's scaled-linear betas (1000 steps) with v-prediction, as SD 2.x's 768-v models
-  (``parameterization = "v"``; see :mod:`astar_ext.toy.train` for why not eps). :class:`ToyLDM` exposes
-  ``alphas_cumprod`` and ``apply_model`` so that k-diffusion's ``CompVisVDenoiser`` wraps it as the
-  WebUI wraps a v-model; the denoiser's input scaling is the same as for eps-models, so the engine's
-  step size (``scale * (1 + sigma^2)``) meets the same sigmas as with SD.
+* **Text encoder** (:class:`ToyTextEncoder`, ``cond_stage_model``): the architecture of Hugging Face's
+  ``CLIPTextModel`` (what ldm's ``FrozenCLIPEmbedder`` builds): token and position embeddings over CLIP's
+  full 49408-token vocabulary and 77 positions, pre-LayerNorm causal self-attention blocks with QuickGELU
+  MLPs, a final LayerNorm; narrow (width 64, 2 layers, 4 heads) and trained with the UNet. It reads the ids
+  of CLIP's own BPE tokenizer in WebUI-style 77-token chunks, each chunk encoded on its own.
+* **VAE** (:class:`~astar_ext.toy.vae.ToyVAE`, ``first_stage_model``): ldm's ``AutoencoderKL`` layout,
+  f = 8: an image ``[3, 256, 256]`` is a latent ``[4, 32, 32]``, as SD 1.x's 512 px are ``[4, 64, 64]``.
+* **UNet** (``diffusion_model``): ``ldm.modules.diffusionmodules.openaimodel.UNetModel``, four levels
+  (32x32, 16x16, 8x8, 4x4 at 32 / 64 / 96 / 96 channels), spatial transformers (self-attention ``attn1``,
+  cross-attention ``attn2``) at the 16x16 and 8x8 levels and in the middle block (the text enters at 16x16
+  too: with cross-attention at 8x8 alone the model learnt the scenes but hardly followed the prompt).
+
+**Capture level 2** (image/32, the WebUI adapter's level): the maps are 8x8 at 256 px, from the five
+``attn2`` layers of ``input_blocks.5/6`` and ``output_blocks.2/3/4`` (SD 1.x has five 16x16 layers at
+512 px, in ``input_blocks.7/8`` and ``output_blocks.3/4/5``); the middle block's is at 4x4, as SD 1.x's is
+at 8x8. Level 1 (image/16) has three 16x16 layers (``input_blocks.3``, ``output_blocks.5/6``).
+
+**Noise schedule**: SD's scaled-linear betas (1000 steps) with v-prediction, as SD 2.x's 768-v models
+(``parameterization = "v"``). :class:`ToyLDM` exposes ``alphas_cumprod`` and ``apply_model`` so that
+k-diffusion's ``CompVisVDenoiser`` wraps it as the WebUI wraps a v-model.
 
 ldm is imported when a model is built.
 """
@@ -31,48 +30,50 @@ ldm is imported when a model is built.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..bench.tiny import sd_alphas_cumprod
-from .tokenizer import CHUNK, UNK, VOCAB, ToyTokenizer
+from .tokenizer import CHUNK, ToyTokenizer
+from .vae import ToyVAE, VAEConfig, colour_matrix
 
 WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy_model.pt")
+CLIP_VOCAB = 49408
 
 
 @dataclasses.dataclass(frozen=True)
 class ToyConfig:
     """Architecture of the toy model (stored with its weights)."""
 
-    image_size: int = 32
-    patch: int = 4  # space-to-depth factor: image 32x32x3 -> latent 8x8x48
-    model_channels: int = 64
-    channel_mult: tuple[int, ...] = (1, 1)
-    num_res_blocks: int = 2
-    attention_resolutions: tuple[int, ...] = (1, 2)
+    image_size: int = 256
+    latent_channels: int = 4
+    model_channels: int = 32
+    channel_mult: tuple[int, ...] = (1, 2, 3, 3)
+    num_res_blocks: tuple[int, ...] = (1, 1, 2, 1)
+    attention_resolutions: tuple[int, ...] = (2, 4)
     num_head_channels: int = 32
     context_dim: int = 64
     text_layers: int = 2
     text_heads: int = 4
-    capture_level: int = 0
-
-    @property
-    def latent_channels(self) -> int:
-        return 3 * self.patch ** 2
+    capture_level: int = 2
+    scale_factor: float = 1.0  # latent * scale_factor is what the UNet sees (SD 1.x: 0.18215)
+    vae: VAEConfig = VAEConfig()
 
     @property
     def latent_size(self) -> int:
-        return self.image_size // self.patch
+        return self.image_size // self.vae.factor
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ToyConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+        if isinstance(kw.get("vae"), dict):
+            kw["vae"] = VAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in kw["vae"].items()})
         return cls(**kw)
 
 
@@ -83,55 +84,106 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
-class TextBlock(nn.Module):
-    """CLIP's residual attention block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``, causal."""
+class CLIPAttention(nn.Module):
+    """Multi-head causal self-attention with ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj`` (HF's names)."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.ln_2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), QuickGELU(), nn.Linear(4 * dim, dim))
+        self.heads = heads
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(dim, dim) for _ in range(4))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.ln_1(x)
-        x = x + self.attn(h, h, h, attn_mask=mask, need_weights=False)[0]
-        return x + self.mlp(self.ln_2(x))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = (p(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(d // self.heads)
+        att = att.masked_fill(torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1), float("-inf"))
+        out = att.softmax(-1) @ v
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class CLIPMLP(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(dim, 4 * dim), QuickGELU(), nn.Linear(4 * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class CLIPEncoderLayer(nn.Module):
+    """``x + attn(layer_norm1(x))`` then ``x + mlp(layer_norm2(x))``."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.layer_norm1, self.self_attn = nn.LayerNorm(dim), CLIPAttention(dim, heads)
+        self.layer_norm2, self.mlp = nn.LayerNorm(dim), CLIPMLP(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.layer_norm1(x))
+        return x + self.mlp(self.layer_norm2(x))
+
+
+class _Embeddings(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.token_embedding = nn.Embedding(CLIP_VOCAB, dim)
+        self.position_embedding = nn.Embedding(CHUNK, dim)
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.position_embedding.weight, std=0.01)
+
+
+class _Encoder(nn.Module):
+    def __init__(self, dim: int, layers: int, heads: int):
+        super().__init__()
+        self.layers = nn.ModuleList(CLIPEncoderLayer(dim, heads) for _ in range(layers))
+
+
+class CLIPTextTransformer(nn.Module):
+    """HF ``CLIPTextTransformer``: ids ``[N, 77]`` -> ``last_hidden_state`` ``[N, 77, D]``."""
+
+    def __init__(self, dim: int, layers: int, heads: int):
+        super().__init__()
+        self.embeddings = _Embeddings(dim)
+        self.encoder = _Encoder(dim, layers, heads)
+        self.final_layer_norm = nn.LayerNorm(dim)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(ids.shape[1], device=ids.device)
+        x = self.embeddings.token_embedding(ids) + self.embeddings.position_embedding(pos)
+        for layer in self.encoder.layers:
+            x = layer(x)
+        return self.final_layer_norm(x)
+
+
+class _CLIPTextModel(nn.Module):
+    def __init__(self, dim: int, layers: int, heads: int):
+        super().__init__()
+        self.text_model = CLIPTextTransformer(dim, layers, heads)
 
 
 class ToyTextEncoder(nn.Module):
-    """CLIP ids ``[B, 77*k]`` -> context ``[B, 77*k, D]``, each 77-token chunk encoded on its own."""
+    """CLIP ids ``[B, 77*k]`` -> context ``[B, 77*k, D]``, each 77-token chunk encoded on its own.
+
+    ``self.transformer.text_model`` holds the weights under HF ``CLIPTextModel``'s names (the WebUI
+    checkpoint's ``cond_stage_model.transformer.text_model.*``)."""
 
     def __init__(self, dim: int = 64, layers: int = 2, heads: int = 4):
         super().__init__()
-        lookup = torch.full((49408,), UNK, dtype=torch.long)
-        for row, (_, clip_id) in enumerate(VOCAB, start=1):
-            lookup[clip_id] = row
-        self.register_buffer("lookup", lookup, persistent=False)
-        self.token_embedding = nn.Embedding(len(VOCAB) + 1, dim)
-        self.positional_embedding = nn.Parameter(torch.randn(CHUNK, dim) * 0.01)
-        self.blocks = nn.ModuleList(TextBlock(dim, heads) for _ in range(layers))
-        self.ln_final = nn.LayerNorm(dim)
-        self.register_buffer("causal", torch.full((CHUNK, CHUNK), float("-inf")).triu(1), persistent=False)
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        self.transformer = _CLIPTextModel(dim, layers, heads)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         b, n = ids.shape
         if n % CHUNK:
             raise ValueError(f"expected 77-token chunks, got {n} ids")
-        rows = self.lookup[ids.clamp(0, self.lookup.shape[0] - 1)].reshape(-1, CHUNK)
-        x = self.token_embedding(rows) + self.positional_embedding
-        for block in self.blocks:
-            x = block(x, self.causal)
-        return self.ln_final(x).reshape(b, n, -1)
+        rows = ids.clamp(0, CLIP_VOCAB - 1).reshape(-1, CHUNK)
+        return self.transformer.text_model(rows).reshape(b, n, -1)
 
 
 class ToyLDM(nn.Module):
-    """``diffusion_model`` (ldm UNetModel) + ``cond_stage_model`` + ``alphas_cumprod`` + ``apply_model``.
-
-    The same interface as ldm's ``LatentDiffusion`` where k-diffusion's ``CompVisVDenoiser`` and the
-    engine use it; latents are ``[B, 48, 8, 8]`` (:meth:`to_latent` / :meth:`to_image`).
-    """
+    """``diffusion_model`` (ldm UNetModel) + ``cond_stage_model`` + ``first_stage_model`` + ``alphas_cumprod``
+    + ``apply_model``: the interface of ldm's ``LatentDiffusion`` where k-diffusion's ``CompVisVDenoiser`` and
+    the engine use it. Latents are ``[B, 4, 32, 32]`` (:meth:`to_latent` / :meth:`to_image`)."""
 
     parameterization = "v"
 
@@ -141,25 +193,20 @@ class ToyLDM(nn.Module):
 
         c = config
         self.config = c
-        self.diffusion_model = UNetModel(
-            image_size=c.latent_size, in_channels=c.latent_channels, out_channels=c.latent_channels,
-            model_channels=c.model_channels, attention_resolutions=list(c.attention_resolutions),
-            num_res_blocks=c.num_res_blocks, channel_mult=list(c.channel_mult),
-            num_head_channels=c.num_head_channels, use_spatial_transformer=True, transformer_depth=1,
-            context_dim=c.context_dim, use_checkpoint=False, legacy=False,
-        )
+        self.diffusion_model = UNetModel(**unet_params(c))
         self.cond_stage_model = ToyTextEncoder(c.context_dim, c.text_layers, c.text_heads)
+        self.first_stage_model = ToyVAE(c.vae)
         self.register_buffer("alphas_cumprod", sd_alphas_cumprod(), persistent=False)
         self.tokenizer = ToyTokenizer()
 
     # --- the LatentDiffusion interface -----------------------------------------------------------
     def apply_model(self, x: torch.Tensor, t: torch.Tensor, cond: dict | torch.Tensor) -> torch.Tensor:
-        """Predicted ``v`` ``[B, 48, 8, 8]`` of latents ``x`` (the UNet input ``z_t``) at timesteps ``t`` ``[B]``."""
+        """Predicted ``v`` ``[B, 4, 32, 32]`` of latents ``x`` (the UNet input ``z_t``) at timesteps ``t`` ``[B]``."""
         context = torch.cat(cond["c_crossattn"], 1) if isinstance(cond, dict) else cond
         return self.diffusion_model(x, t, context=context)
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
-        """Context ``[B, 77*k, 64]`` of CLIP ids ``[B, 77*k]``."""
+        """Context ``[B, 77*k, D]`` of CLIP ids ``[B, 77*k]``."""
         return self.cond_stage_model(ids.to(self.alphas_cumprod.device))
 
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -167,12 +214,28 @@ class ToyLDM(nn.Module):
         return self.encode(ids)
 
     def to_latent(self, images: torch.Tensor) -> torch.Tensor:
-        """Images ``[B, 3, 32, 32]`` in [-1, 1] -> latents ``[B, 48, 8, 8]`` (space-to-depth)."""
-        return F.pixel_unshuffle(images, self.config.patch)
+        """Images ``[B, 3, 256, 256]`` in [-1, 1] -> scaled latents ``[B, 4, 32, 32]`` (the VAE's posterior mean)."""
+        return self.first_stage_model.encode(images) * self.config.scale_factor
 
     def to_image(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents ``[B, 48, 8, 8]`` -> images ``[B, 3, 32, 32]`` (clamped to [-1, 1])."""
-        return F.pixel_shuffle(latents, self.config.patch).clamp(-1, 1)
+        """Scaled latents ``[B, 4, 32, 32]`` -> images ``[B, 3, 256, 256]`` (clamped to [-1, 1])."""
+        return self.first_stage_model.decode(latents / self.config.scale_factor).clamp(-1, 1)
+
+    def to_grid(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents ``[B, 4, 32, 32]`` -> the 32x32 scene grid ``[B, 3, 32, 32]`` in [-1, 1] of their images:
+        what :meth:`to_image` gives, averaged over its 8x8 blocks (the constructed VAE's decoder is ``M^T z``
+        upsampled 8x; tests check the two agree), without running the decoder at 256 px."""
+        m = colour_matrix().to(latents)
+        return torch.einsum("jc,bjhw->bchw", m, latents / self.config.scale_factor).clamp(-1, 1)
+
+
+def unet_params(c: ToyConfig) -> dict[str, Any]:
+    """The ``UNetModel`` keyword arguments of ``c`` (``unet_config.params`` of the WebUI yaml)."""
+    return {"image_size": c.latent_size, "in_channels": c.latent_channels, "out_channels": c.latent_channels,
+            "model_channels": c.model_channels, "attention_resolutions": list(c.attention_resolutions),
+            "num_res_blocks": list(c.num_res_blocks), "channel_mult": list(c.channel_mult),
+            "num_head_channels": c.num_head_channels, "use_spatial_transformer": True, "transformer_depth": 1,
+            "context_dim": c.context_dim, "use_checkpoint": False, "legacy": False}
 
 
 def denoiser(model: ToyLDM):

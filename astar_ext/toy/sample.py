@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..capture import AttentionCapture
+from ..capture import AttentionCapture, select_layers
 from ..controller import AStarController, EngineOptions
 from ..losses import binary_iou, retention_masks
 from ..maps import ColumnLayout
@@ -39,7 +39,7 @@ MEASURE_THRESHOLD = 0.5
 class GuidedDenoiser(nn.Module):
     """CFG denoiser ``forward(x, sigma) -> denoised``; calls ``before(x, sigma, step)`` once per step.
 
-    ``x`` ``[B, 48, 8, 8]``, ``sigma`` ``[B]``; ``cond``/``uncond`` ``[B, 77, D]``. The step of a call is
+    ``x`` ``[B, 4, 32, 32]``, ``sigma`` ``[B]``; ``cond``/``uncond`` ``[B, 77, D]``. The step of a call is
     the index of the nearest sigma of ``sigmas`` (the sampler's schedule), so a second call within a
     step (second-order samplers) is not corrected twice.
     """
@@ -75,12 +75,14 @@ class Run:
     """One batch of generations.
 
     Attributes:
-        images: ``[B, 3, 32, 32]`` in [0, 1].
+        images: ``[B, 3, 256, 256]`` in [0, 1] (decoded by the VAE), or with ``decode=False`` the scene grid
+            ``[B, 3, 32, 32]`` (:meth:`~astar_ext.toy.model.ToyLDM.to_grid`).
         labels: the concept labels of each row.
         overlap: ``[S, B]`` Eq. 2 (summed over pairs) of the measured maps at steps ``0..S-1``.
         mask_iou: ``[S-1, B]`` mean over concepts of the IoU of each concept's binary mask between
             consecutive measured steps (the retention that Eq. 3 asks for).
         maps: ``[S, B, K, 8, 8]`` the measured maps.
+        latents: ``[B, 4, 32, 32]`` the final (scaled) latents.
         controller: the A-STAR controller (``None`` for a plain run); its ``records`` hold the
             per-step diagnostics of the correction.
         seconds: wall time of the sampling.
@@ -93,6 +95,7 @@ class Run:
     maps: torch.Tensor
     controller: AStarController | None
     seconds: float
+    latents: torch.Tensor | None = None
 
 
 def match_rows(model: ToyLDM, prompts: Sequence[str], concepts: Sequence[str]) -> list[PromptTokens]:
@@ -125,11 +128,16 @@ def generate(
     cfg_scale: float = DEFAULT_CFG,
     measure_steps: int | None = None,
     options: EngineOptions = EngineOptions(),
+    decode: bool = True,
+    layers: str = "all",
 ) -> Run:
     """Generate ``prompts[i]`` from ``seeds[i]`` with k-diffusion's Euler sampler, plain (``params=None``)
     or with A-STAR (an ``AStarParams``; its ``enabled`` field is not consulted).
 
     ``measure_steps`` (default ``steps // 2 + 1``): how many steps, from the first, are measured.
+    ``decode=False``: ``images`` is the 32x32 scene grid of the latents (what the detector reads), without
+    running the VAE's decoder (:meth:`~astar_ext.toy.model.ToyLDM.to_grid`). ``layers``: which image/32
+    cross-attention layers give the maps (the WebUI's ``astar_layers`` setting: ``all``, ``down``, ``up``, ...).
     """
     import k_diffusion as K
 
@@ -145,7 +153,9 @@ def generate(
     schedule = Schedule(steps, params.window, params.scale, params.iterations) if params is not None \
         else Schedule(steps, 0.0)
     run_params = params if params is not None else _plain_params()
-    ctrl = AStarController(AttentionCapture(model.diffusion_model, level=model.config.capture_level), schedule,
+    level = model.config.capture_level
+    chosen = None if layers == "all" else select_layers(model.diffusion_model, level, layers)
+    ctrl = AStarController(AttentionCapture(model.diffusion_model, level=level, layers=chosen), schedule,
                            run_params, options=dataclasses.replace(options, keep_maps=True))
     measured: list[torch.Tensor] = []
 
@@ -162,13 +172,14 @@ def generate(
         x = K.sampling.sample_euler(den, x, den_sigmas, disable=True)
     maps = torch.stack(measured)  # [S, B, K, h, w]
     return Run(
-        images=(model.to_image(x) + 1) / 2,
+        images=((model.to_image(x) if decode else model.to_grid(x)) + 1) / 2,
         labels=[tuple(c.label for c in row.concepts) for row in rows],
         overlap=torch.stack([torch.tensor(m.overlap).sum(1) for m in ctrl.measures]),
         mask_iou=_mask_iou(maps, layout.valid),
         maps=maps,
         controller=ctrl if params is not None else None,
         seconds=time.perf_counter() - t0,
+        latents=x,
     )
 
 

@@ -3,8 +3,8 @@
 The toy model reads the ids of CLIP's BPE vocabulary (the vocabulary of SD 1.x's ``CLIPTokenizer``),
 so that a prompt becomes the same ``[SOT, tokens..., EOT, EOT padding...]`` chunk the WebUI builds and
 the engine's :func:`astar_ext.tokens.match_concepts` works unchanged. Every word of the toy captions is
-a single BPE token, listed with its CLIP id in :data:`VOCAB`; the model's embedding table has a row
-only for these (and one for any other id, :data:`UNK`).
+a single BPE token, listed with its CLIP id in :data:`VOCAB` (the model's embedding table has CLIP's
+whole vocabulary, as the WebUI's text encoder has; only these rows are trained).
 
 :class:`ToyTokenizer` uses CLIP's own BPE (``clip.simple_tokenizer``, from the test install) when it
 is importable, so that any text is tokenized exactly as CLIP does; without it, text made of
@@ -33,12 +33,9 @@ _WORD_IDS: dict[str, int] = {
 }
 assert set(COLOURS) | set(SHAPES) <= set(_WORD_IDS)
 
-#: The toy model's vocabulary: ``(token string, CLIP id)``; row ``i + 1`` of the embedding table is
-#: ``VOCAB[i]``, row 0 is :data:`UNK`.
+#: The toy captions' tokens: ``(token string, CLIP id)``.
 VOCAB: tuple[tuple[str, int], ...] = (("<|startoftext|>", ID_START), ("<|endoftext|>", ID_END)) + tuple(
     (f"{w}</w>", i) for w, i in _WORD_IDS.items())
-UNK = 0
-
 _WORD = re.compile(r"[a-z]+|[^\sa-z]")
 
 
