@@ -41,6 +41,30 @@ def hook_count(module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
 
 
+def sampler_local_x_is(x, names) -> bool:
+    """Is ``x`` the local variable ``x`` of the running sampler function (found by name on the stack)?"""
+    import inspect
+
+    frame = inspect.currentframe()
+    while frame is not None:
+        if frame.f_code.co_name in names:
+            return frame.f_locals.get("x") is x
+        frame = frame.f_back
+    raise AssertionError(f"no sampler frame among {names}")
+
+
+def token_client(host, script: str):
+    """A FastAPI TestClient with the token route, added as the host adds it: the script started in ``host`` (a
+    stand-in harness), then its ``app_started`` callback called with the app (``demo=None``, as with --nowebui)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    host.start(script)
+    app = FastAPI()
+    host.script_callbacks.app_started_callback(None, app)
+    return TestClient(app)
+
+
 def prompt_ids(wrapper, prompt: str):
     """Token ids ``[1, 77*k]`` of ``prompt`` and its chunks, as the WebUI would build them."""
     import torch

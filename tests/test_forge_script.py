@@ -11,12 +11,10 @@ exercised too. The ``line`` fixture runs a test on both; the others name the lin
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 import torch
 
-from tests.conftest import SCRIPT, astar_keys, hook_count, on
+from tests.conftest import SCRIPT, astar_keys, hook_count, on, sampler_local_x_is, token_client
 from tests.standin.forge.harness import Forge
 from tests.standin.forge_classic.harness import ForgeClassic
 
@@ -113,15 +111,6 @@ def test_bad_arguments_give_a_message_and_the_image(line, args, field):
     assert field in keys["A-STAR error"] and "A-STAR passes" not in keys
 
 
-def _frame_local_is(x, names) -> bool:
-    frame = inspect.currentframe()
-    while frame is not None:
-        if frame.f_code.co_name in names:
-            return frame.f_locals.get("x") is x
-        frame = frame.f_back
-    raise AssertionError(f"no sampler frame among {names}")
-
-
 @pytest.mark.parametrize("sampler", FIRST_ORDER + SECOND_ORDER + ["PLMS"])
 def test_the_correction_is_made_on_the_samplers_own_latent(line, monkeypatch, sampler):
     """On Forge too, the tensor A-STAR corrects in place (an inference tensor) is the sampler function's own
@@ -138,7 +127,7 @@ def test_the_correction_is_made_on_the_samplers_own_latent(line, monkeypatch, sa
         record = original(self, x, sigma, step, layout, denoise_fn)
         func = line.sd_samplers.find_sampler_config(sampler).constructor(line.shared.sd_model).funcname
         names = {func if isinstance(func, str) else func.__name__, "_ddim_loop"}
-        seen.append((step, x.is_inference(), _frame_local_is(x, names), not torch.equal(before, x)))
+        seen.append((step, x.is_inference(), sampler_local_x_is(x, names), not torch.equal(before, x)))
         return record
 
     monkeypatch.setattr(AStarController, "step", spy)
@@ -299,15 +288,10 @@ def test_a_bad_layout_on_forge_gives_a_message_and_the_image(line):
 
 
 def test_the_token_route_uses_forges_text_engine(forge):
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
-    forge.start(SCRIPT)
     from astar_ext.webui import route
 
-    app = FastAPI()
-    route.add_route(app)
-    res = TestClient(app).post(route.ROUTE, json={"prompt": "a (cat:1.2) and a dog", "concepts": "cat, dog"})
+    client = token_client(forge, SCRIPT)
+    res = client.post(route.ROUTE, json={"prompt": "a (cat:1.2) and a dog", "concepts": "cat, dog"})
     body = res.json()
     assert res.status_code == 200 and body["refusal"] is None, body
     assert [c["columns"] for c in body["parts"][0]["concepts"]] == [[2], [5]]
@@ -327,16 +311,11 @@ class FakeInitialModel:
 
 
 def test_the_token_route_before_forge_has_loaded_a_model_says_so(forge):
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
-    forge.start(SCRIPT)
     from astar_ext.webui import route
 
-    app = FastAPI()
-    route.add_route(app)
+    client = token_client(forge, SCRIPT)
     forge.shared.sd_model = FakeInitialModel()
-    res = TestClient(app).post(route.ROUTE, json={"prompt": "a cat and a dog", "concepts": "cat, dog"})
+    res = client.post(route.ROUTE, json={"prompt": "a cat and a dog", "concepts": "cat, dog"})
     assert res.status_code == 503 and "no model is loaded yet" in res.json()["error"], res.json()
 
 # --- Forge Classic: what differs ------------------------------------------------------------------------------------
@@ -399,15 +378,10 @@ def test_classic_sub_quadratic_kernel_refuses_autograd_and_is_restored_after_the
 
 
 def test_the_token_route_uses_classics_text_wrapper(forge_classic):
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
-    forge_classic.start(SCRIPT)
     from astar_ext.webui import route
 
-    app = FastAPI()
-    route.add_route(app)
-    res = TestClient(app).post(route.ROUTE, json={"prompt": "a (cat:1.2) and a dog", "concepts": "cat, dog"})
+    client = token_client(forge_classic, SCRIPT)
+    res = client.post(route.ROUTE, json={"prompt": "a (cat:1.2) and a dog", "concepts": "cat, dog"})
     body = res.json()
     assert res.status_code == 200 and body["refusal"] is None, body
     assert [c["columns"] for c in body["parts"][0]["concepts"]] == [[2], [5]]

@@ -11,19 +11,15 @@ import pathlib
 
 import pytest
 
+from tests.conftest import token_client
+
 SCRIPT = str(pathlib.Path(__file__).resolve().parents[1] / "scripts" / "astar.py")
 ROUTE = "/astar/v1/tokens"
 
 
 @pytest.fixture
 def client(webui):
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
-    webui.start(SCRIPT)
-    app = FastAPI()
-    webui.script_callbacks.app_started_callback(None, app)  # with --nowebui the WebUI passes demo=None
-    return TestClient(app)
+    return token_client(webui, SCRIPT)
 
 
 def post(client, prompt, concepts=None, status=200, **extra):
@@ -98,16 +94,10 @@ def test_extra_network_tags_are_removed_and_listed(client):
 
 
 def test_textual_inversion_embeddings(webui):
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
     from tests.standin.prompt import Embedding
 
     webui.make_model("sd1", name="emb.safetensors", embeddings=[Embedding("mystyle", 2)], use=True)
-    webui.start(SCRIPT)
-    app = FastAPI()
-    webui.script_callbacks.app_started_callback(None, app)
-    data = post(TestClient(app), "a cat in mystyle and a dog", "mystyle")
+    data = post(token_client(webui, SCRIPT), "a cat in mystyle and a dog", "mystyle")
     entry = next(w for w in data["parts"][0]["words"] if w["kind"] == "embedding")
     assert entry == {"text": "mystyle", "columns": [4, 5], "chunk": 0, "kind": "embedding", "concepts": ["mystyle"]}
     assert [w for w, _ in words(data)] == ["a", "cat", "in", "mystyle", "and", "a", "dog"]

@@ -7,12 +7,10 @@ loads extension scripts, so its callback registration is exercised too.
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 import torch
 
-from tests.conftest import SCRIPT, astar_keys, hook_count, on, run
+from tests.conftest import SCRIPT, astar_keys, hook_count, on, run, sampler_local_x_is
 
 FIRST_ORDER = ["Euler", "Euler a", "LMS", "DPM++ 2M", "DPM++ 2M SDE", "DPM++ 3M SDE", "LCM", "DDIM", "DDIM CFG++"]
 SECOND_ORDER = ["Heun", "DPM2", "DPM2 a", "DPM++ SDE", "DPM++ 2S a"]
@@ -79,16 +77,6 @@ def test_bad_arguments_turn_astar_off_and_the_image_is_still_made(webui, args, f
     assert field in keys["A-STAR error"] and "A-STAR passes" not in keys
 
 
-def _frame_local_x_is(x, names) -> bool:
-    """Is ``x`` the local variable ``x`` of the running sampler function (found by name on the stack)?"""
-    frame = inspect.currentframe()
-    while frame is not None:
-        if frame.f_code.co_name in names:
-            return frame.f_locals.get("x") is x
-        frame = frame.f_back
-    raise AssertionError(f"no sampler frame among {names}")
-
-
 @pytest.mark.parametrize("sampler", FIRST_ORDER + SECOND_ORDER + ["PLMS"])
 def test_the_correction_is_made_on_the_samplers_own_latent(webui, monkeypatch, sampler):
     """The tensor A-STAR corrects in place is the sampler function's own ``x`` at that moment, at every
@@ -105,7 +93,7 @@ def test_the_correction_is_made_on_the_samplers_own_latent(webui, monkeypatch, s
         func = webui.sd_samplers.find_sampler_config(sampler).constructor(webui.shared.sd_model).funcname
         # the sampler function's frame (the stand-in's DDIM runs its loop in a helper, _ddim_loop)
         names = {func if isinstance(func, str) else func.__name__, "_ddim_loop"}
-        seen.append((step, _frame_local_x_is(x, names), not torch.equal(before, x)))
+        seen.append((step, sampler_local_x_is(x, names), not torch.equal(before, x)))
         return record
 
     monkeypatch.setattr(AStarController, "step", spy)
