@@ -68,6 +68,9 @@ class EngineOptions:
         normalize_eot: exclude EOT and padding from the re-normalisation (A&E's SD 2.1 rule).
         smoothing: A&E's Gaussian smoothing of the maps.
         mask_method: ``"threshold"`` (at the params' ``mask_threshold``) or ``"otsu"``.
+        layout_loss: the term of a concept held to a layout region: ``"share"`` (the share of its attention
+            outside the region, :func:`~astar_ext.losses.region_share_loss`) or ``"eq3"`` (Eq. 3 with the
+            region as ``B``).
         loss_scale: the loss is multiplied by this before the backward pass and the gradient
             divided by it, so that an fp16 backward does not underflow.
         early_exit: stop the loss pass right after the last captured layer.
@@ -98,6 +101,7 @@ class EngineOptions:
     normalize_eot: bool = False
     smoothing: bool = True
     mask_method: str = "threshold"
+    layout_loss: str = "share"
     loss_scale: float = 2.0 ** 12
     early_exit: bool = True
     freeze_weights: bool = True
@@ -394,13 +398,15 @@ class AStarController:
                             use_prev = self._prev_key == key
                         prev_masks = self._prev_masks[images] if use_prev else None
                         prev_ok = self._prev_ok[images] if use_prev else None
-                        weights = None
+                        weights = share = None
                         if self.layout is not None:
                             regions, has = self.layout.grids(layout.labels, maps.shape[-2:], maps.device)
                             prev_masks, prev_ok = with_regions(prev_masks, prev_ok, regions, has, maps.shape)
                             weights = torch.where(has, float(getattr(p, "layout_weight", p.ret_weight)),
                                                   float(p.ret_weight))
-                        terms = astar_loss(maps, valid, prev_masks, prev_ok, p.seg_weight, p.ret_weight, weights)
+                            share = has if self.options.layout_loss == "share" else None
+                        terms = astar_loss(maps, valid, prev_masks, prev_ok, p.seg_weight, p.ret_weight, weights,
+                                           share)
                         below = self._below(terms, valid)
                         if it == 0:
                             firsts.append((maps.detach(), valid, _detached(terms), below))

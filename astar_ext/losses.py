@@ -6,6 +6,10 @@
 * :func:`retention_loss` — Eq. 3: for every concept, ``1 - sum_ij min(A_t, B_{t+1}) / sum_ij (A_t +
   B_{t+1})`` with ``B`` the binary mask of the concept at the previous denoising step, summed over
   the concepts. Each term lies in ``[0.5, 1]`` (0.5 when the map equals its mask).
+* :func:`region_share_loss` — layout mode's term for a concept held to a region ``R`` (the default
+  ``layout_loss = "share"``): ``1 - sum_ij A R / sum_ij A``, the share of the concept's attention outside
+  its region. The paper only says "the retention loss with these masks" (§5); Eq. 3 with ``R`` as ``B`` is
+  kept as ``layout_loss = "eq3"`` (see the function's docstring for why it moves objects less).
 * :func:`retention_masks` — the binarisation of a map into the next step's ``B``: min-max normalise,
   then threshold at ``tau`` (or Otsu's threshold); an empty or flat map gives no mask and its term
   is skipped at the next step.
@@ -74,6 +78,36 @@ def retention_loss(maps: torch.Tensor, masks: torch.Tensor, mask_ok: torch.Tenso
     masks = masks.to(maps.dtype).detach()
     terms = 1.0 - _soft_overlap(maps, masks)
     terms = terms * mask_ok.to(terms.dtype)
+    return terms.sum(1), terms
+
+
+def region_share_loss(maps: torch.Tensor, regions: torch.Tensor, ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Layout mode: for every concept held to a region, the share of its attention outside the region.
+
+    ``1 - sum_ij A_ij R_ij / sum_ij A_ij`` (0 when all of the map is inside ``R``, 1 when none is); it is one
+    minus the layout *fit* the infotext reports (:func:`astar_ext.regions.fit`).
+
+    Why not Eq. 3 with ``R`` as ``B``: ``sum min(A, R) / sum (A + R)`` = ``in / (in + out + |R|)`` for a
+    binary ``R`` and ``A <= 1``. A region is usually far larger than the attention mass of a concept (a half-
+    image box is 128 cells of a 16x16 map; a concept's map holds a few tens), so ``|R|`` dominates the
+    denominator: the gradient mostly raises the attention inside the region (``d/d in ~ (out + |R|) /
+    total^2``) and hardly lowers it outside (``d/d out = -in / total^2``). The share's gradient is balanced
+    (``out / (in + out)^2`` against ``-in / (in + out)^2``): it moves attention from outside to inside, which
+    is what moves the object (docs/faithfulness.md, "Layout mode").
+
+    Args:
+        maps: ``[B, K, h, w]`` concept maps (non-negative).
+        regions: ``[B, K, h, w]`` binary regions (0/1), no gradient.
+        ok: ``[B, K]`` bool; a concept without a region (or not in the image) is skipped (contributes 0).
+
+    Returns:
+        ``(loss [B], terms [B, K])``; a skipped term is 0.
+    """
+    regions = regions.to(maps.dtype).detach()
+    inside = (maps * regions).sum((-2, -1))
+    total = maps.sum((-2, -1))
+    terms = 1.0 - inside / total.clamp_min(EPS)
+    terms = terms * ok.to(terms.dtype)
     return terms.sum(1), terms
 
 
@@ -155,12 +189,15 @@ def astar_loss(
     seg_weight: float = 1.0,
     ret_weight: float = 1.0,
     ret_weights: torch.Tensor | None = None,
+    share: torch.Tensor | None = None,
 ) -> LossTerms:
     """Eq. 4 with weights: ``seg_weight * L_seg + ret_weight * L_ret``.
 
     Without previous masks (the first optimised step) ``L_ret`` is 0. ``ret_weights`` ``[K]``: a weight per
     concept for its Eq. 3 term instead of ``ret_weight`` (layout mode weighs the concepts held to a region
-    apart from those on their automatic masks); ``ret`` stays the unweighted sum.
+    apart from those on their automatic masks); ``ret`` stays the unweighted sum. ``share`` ``[K]`` bool:
+    the concepts whose term is :func:`region_share_loss` against their mask (a layout region) instead of
+    Eq. 3.
     """
     seg, pairs = segregation_loss(maps, valid)
     if prev_masks is None or prev_ok is None:
@@ -168,6 +205,10 @@ def astar_loss(
         retention = maps.new_zeros(maps.shape[:2])
     else:
         ret, retention = retention_loss(maps, prev_masks, prev_ok & valid)
+        if share is not None and bool(share.any()):
+            _, shared = region_share_loss(maps, prev_masks, prev_ok & valid)
+            retention = torch.where(share.to(retention.device)[None], shared, retention)
+            ret = retention.sum(1)
     if ret_weights is None:
         total = seg_weight * seg + ret_weight * ret
     else:

@@ -168,3 +168,26 @@ def test_heatmaps_outline_each_region(webui):
     cyan = (arr == np.array([80, 240, 255], np.uint8)).all(-1)
     ys, xs = np.nonzero(cyan)
     assert cyan.any() and xs.max() - xs.min() < 192 * 0.6  # about half the tile's width
+
+
+def test_layout_loss_setting_changes_the_image_and_is_in_the_infotext(webui):
+    """Settings > A-STAR: the term that holds a concept to its box. The default (share) writes no key; eq3 (the
+    paper's Eq. 3 with the box as the mask) is named in the infotext and gives another image at the same seed."""
+    webui.start(SCRIPT)
+    assert "astar_layout_loss" in webui.shared.opts.data_labels
+    try:
+        share, _ = run(webui, on(layout=LR, window=1.0), seed=3, steps=6)
+        assert "A-STAR layout loss" not in astar_keys(share)
+        webui.shared.opts.data["astar_layout_loss"] = "eq3"
+        eq3, _ = run(webui, on(layout=LR, window=1.0), seed=3, steps=6)
+        assert astar_keys(eq3)["A-STAR layout loss"] == "eq3"
+        assert eq3.images[0].tobytes() != share.images[0].tobytes()
+        plain_eq3, _ = run(webui, on(window=1.0), seed=3, steps=6)  # no layout: the setting is not mentioned
+        assert "A-STAR layout loss" not in astar_keys(plain_eq3)
+        webui.shared.opts.data["astar_layout_loss"] = "bogus"  # an unknown value falls back to the default
+        again, _ = run(webui, on(layout=LR, window=1.0), seed=3, steps=6)
+        assert "A-STAR layout loss" not in astar_keys(again)
+        assert again.images[0].tobytes() == share.images[0].tobytes()
+    finally:
+        webui.shared.opts.data.pop("astar_layout_loss", None)
+    assert no_hooks_left(webui)

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from .. import params as P
+from ..controller import EngineOptions
 from . import data as D
 from . import detect as T
 from .bench import benchmark_prompts, parse_overrides, prompt_text, sign_test, wilson
@@ -143,8 +144,9 @@ class Judged:
 
 
 def run_cases(model: ToyLDM, cases: Sequence[Case], params: Any | None, steps: int, cfg_scale: float,
-              with_layout: bool) -> Judged:
+              with_layout: bool, options: EngineOptions = EngineOptions()) -> Judged:
     """Generate every case (plain when ``params`` is None; the case's layout when ``with_layout``) and judge it.
+    ``options``: the engine's (its ``layout_loss`` is the layout mode's term).
 
     Cases that share a prompt and a layout run as one batch (the layout is one per generation).
     """
@@ -167,7 +169,7 @@ def run_cases(model: ToyLDM, cases: Sequence[Case], params: Any | None, steps: i
         seeds = sorted({cases[i].seed for i in members})  # without a layout, the kinds share their images
         text = prompt_text(objects, index)
         run = generate(model, [text] * len(seeds), seeds, [concepts] * len(seeds), run_params, steps=steps,
-                       cfg_scale=cfg_scale, decode=False)
+                       cfg_scale=cfg_scale, decode=False, options=options)
         fit_rows = _end_fit(run) if with_layout and params is not None else None
         for i in members:
             r = seeds.index(cases[i].seed)
@@ -281,7 +283,7 @@ def layout_defaults(base: Any) -> Any:
 
 
 def evaluate(model: ToyLDM, prompts, seeds, kinds, base: Any, layout_settings: Any, steps: int, cfg_scale: float,
-             log=print) -> dict[str, Any]:
+             log=print, options: EngineOptions = EngineOptions()) -> dict[str, Any]:
     """Plain, A-STAR without a layout (``base``) and A-STAR with the layout (``layout_settings``) on every prompt x
     kind x seed; returns the summaries per kind and overall."""
     cases = make_cases(prompts, seeds, kinds)
@@ -294,7 +296,7 @@ def evaluate(model: ToyLDM, prompts, seeds, kinds, base: Any, layout_settings: A
     astar = run_cases(model, cases, base, steps, cfg_scale, with_layout=False)
     astar.in_box = judge_boxes(cases, astar)
     log(f"A-STAR: {astar.seconds:.0f} s", flush=True)
-    guided = run_cases(model, cases, layout_settings, steps, cfg_scale, with_layout=True)
+    guided = run_cases(model, cases, layout_settings, steps, cfg_scale, with_layout=True, options=options)
     log(f"A-STAR + layout: {guided.seconds:.0f} s", flush=True)
     kind_of = np.array([c.kind for c in cases])
     rows = []
@@ -323,7 +325,7 @@ SWEEP: tuple[dict[str, Any], ...] = (
 
 
 def sweep(model: ToyLDM, prompts, seeds, kinds, base: Any, steps: int, cfg_scale: float, configs=SWEEP,
-          log=print) -> dict[str, Any]:
+          log=print, options: EngineOptions = EngineOptions()) -> dict[str, Any]:
     """A-STAR with the layout, one setting changed at a time from ``base``, on the same cases (tuning seeds)."""
     cases = make_cases(prompts, seeds, kinds)
     plain = run_cases(model, cases, None, steps, cfg_scale, with_layout=False)
@@ -333,7 +335,8 @@ def sweep(model: ToyLDM, prompts, seeds, kinds, base: Any, steps: int, cfg_scale
     log(f"sweep: {len(cases)} images per setting; plain both in box {rows[0][2]['both_in_box']:.1%}", flush=True)
     for overrides in configs:
         name = ", ".join(f"{k} {float(v):g}" for k, v in overrides.items()) or "base"
-        judged = run_cases(model, cases, P.replace(base, **overrides), steps, cfg_scale, with_layout=True)
+        judged = run_cases(model, cases, P.replace(base, **overrides), steps, cfg_scale, with_layout=True,
+                           options=options)
         s = summary(judged.in_box, judged.present, judged.fit)
         s["s_per_image"] = judged.seconds / len(cases)
         rows.append(("all", name, s))
@@ -363,7 +366,8 @@ def _tile(image: torch.Tensor, px: int, boxes: Sequence[tuple[Box, tuple[int, in
 
 
 def demo(model: ToyLDM, out: str, seed: int = REPORT_SEEDS[0], steps: int = DEFAULT_STEPS,
-         cfg_scale: float = DEFAULT_CFG, base: Any = P.DEFAULTS, layout_settings: Any = None, px: int = 112) -> str:
+         cfg_scale: float = DEFAULT_CFG, base: Any = P.DEFAULTS, layout_settings: Any = None, px: int = 112,
+         options: EngineOptions = EngineOptions()) -> str:
     """Columns: a prompt with one layout each (left/right, top/bottom, diagonal, small/large, twice each prompt
     list); rows: plain | A-STAR | A-STAR + layout at the same seed; every tile shows the boxes in the objects'
     colours, with a tick or a cross per object (centre inside its box or not)."""
@@ -396,7 +400,8 @@ def demo(model: ToyLDM, out: str, seed: int = REPORT_SEEDS[0], steps: int = DEFA
         for r, settings in enumerate((None, base, layout_settings)):
             run_params = None if settings is None else P.replace(
                 settings, concepts=concepts, layout=layout_text(objects, boxes) if r == 2 else "")
-            run = generate(model, [text], [seed], [concepts], run_params, steps=steps, cfg_scale=cfg_scale)
+            run = generate(model, [text], [seed], [concepts], run_params, steps=steps, cfg_scale=cfg_scale,
+                           options=options)
             y = head + r * (px + foot + pad)
             pic.paste(_tile(run.images[0], px, drawn), (x, y))
             dets = T.detect(T.to_numpy_image(run.images[0]))
@@ -427,9 +432,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--level", type=int, default=None,
                     help="level of the maps: 2 = image/32 (8x8, the WebUI's, the default), 1 = image/16 (16x16)")
+    ap.add_argument("--layout-loss", choices=("share", "eq3"), default=EngineOptions.layout_loss,
+                    help="the term that holds a concept to its box: the share of its attention outside the box, or "
+                         "the paper's Eq. 3 with the box as the mask (the WebUI setting astar_layout_loss)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
+    options = EngineOptions(layout_loss=a.layout_loss)
     torch.set_num_threads(a.threads)
     model = load_model(a.weights)
     if a.level is not None:
@@ -439,18 +448,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        else P.replace(base, **parse_overrides(a.layout_set)))
     if a.demo:
         seed = a.seeds[0] if a.seeds else REPORT_SEEDS[0]
-        print(f"wrote {demo(model, a.demo, seed, a.steps, a.cfg, base, layout_settings)}")
+        print(f"wrote {demo(model, a.demo, seed, a.steps, a.cfg, base, layout_settings, options=options)}")
         return {}
     prompts = benchmark_prompts(2, a.prompts)
     seeds = list(a.seeds) if a.seeds else list(TUNING_SEEDS if a.sweep else REPORT_SEEDS)
     print(f"toy model {a.weights or 'shipped'}; maps at level {model.config.capture_level}; Euler {a.steps} steps, "
-          f"CFG {a.cfg}; seeds {seeds}; "
+          f"CFG {a.cfg}; seeds {seeds}; layout loss {a.layout_loss}; "
           f"A-STAR: {P.to_dict(base)}; with layout: {P.to_dict(layout_settings)}", flush=True)
     if a.sweep:
         configs = SWEEP if a.configs is None else [parse_overrides(c) for c in a.configs]
-        results = sweep(model, prompts, seeds, a.kinds, layout_settings, a.steps, a.cfg, configs)
+        results = sweep(model, prompts, seeds, a.kinds, layout_settings, a.steps, a.cfg, configs, options=options)
     else:
-        results = evaluate(model, prompts, seeds, a.kinds, base, layout_settings, a.steps, a.cfg)
+        results = evaluate(model, prompts, seeds, a.kinds, base, layout_settings, a.steps, a.cfg, options=options)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"argv": sys.argv[1:] if argv is None else argv, "results": results}, f, indent=1)

@@ -43,9 +43,10 @@ TITLE = "A-STAR"
 SETTINGS_SECTION = ("astar", "A-STAR")
 SUMMARY_KEYS = ("A-STAR skipped", "A-STAR warnings", "A-STAR overlap", "A-STAR pairs", "A-STAR retention IoU",
                 "A-STAR layout fit", "A-STAR passes", "A-STAR time", "A-STAR hires overlap", "A-STAR notes",
-                "A-STAR layers")
+                "A-STAR layers", "A-STAR layout loss")
 ERROR_KEY = "A-STAR error"
 MASK_METHODS = ("threshold", "otsu")
+LAYOUT_LOSSES = ("share", "eq3")  # EngineOptions.layout_loss; the first is the default
 EOT_RULES = ("automatic", "keep", "exclude")
 LAYER_SETTINGS = ("automatic",) + LAYER_CHOICES
 
@@ -95,7 +96,9 @@ def engine_options(sd_model: Any) -> EngineOptions:
     rule = _opt("astar_eot_rule", "automatic")
     normalize_eot = current_host().excludes_eot(sd_model) if rule == "automatic" else rule == "exclude"
     method = _opt("astar_mask_method", "threshold")
+    layout_loss = _opt("astar_layout_loss", LAYOUT_LOSSES[0])
     return EngineOptions(normalize_eot=normalize_eot, mask_method=method if method in MASK_METHODS else "threshold",
+                         layout_loss=layout_loss if layout_loss in LAYOUT_LOSSES else LAYOUT_LOSSES[0],
                          early_exit=bool(_opt("astar_early_exit", True)))
 
 
@@ -404,6 +407,8 @@ def write_summary(extra: dict, state: GenerationState) -> None:
         fits = [f"{label} {v:.2f}" for label, v in first.layout_fit() if v is not None]
         if fits:
             extra["A-STAR layout fit"] = ", ".join(fits)
+            if first.options.layout_loss != LAYOUT_LOSSES[0]:
+                extra["A-STAR layout loss"] = first.options.layout_loss
     extra["A-STAR passes"] = sum(run.passes for run in state.runs)
     extra["A-STAR time"] = f"{sum(run.seconds for run in state.runs):.2f} s"
 
@@ -424,6 +429,10 @@ def on_ui_settings() -> None:
     shared.opts.add_option("astar_mask_method", shared.OptionInfo(
         "threshold", "Retention mask: threshold the min-max normalised map, or Otsu's threshold", gr.Radio,
         {"choices": list(MASK_METHODS)}, section=section))
+    shared.opts.add_option("astar_layout_loss", shared.OptionInfo(
+        LAYOUT_LOSSES[0], "Layout: what holds a concept to its box (share: the share of its attention outside the "
+                          "box; eq3: the paper's Eq. 3 with the box as the mask, which moves objects less)",
+        gr.Radio, {"choices": list(LAYOUT_LOSSES)}, section=section))
     shared.opts.add_option("astar_eot_rule", shared.OptionInfo(
         "automatic", "EOT and padding in the x100 re-normalisation (automatic: kept on SD 1.x, excluded on SD 2.x "
                      "and SDXL)",
