@@ -47,6 +47,24 @@ LAYER_CHOICES = ("all", "down", "mid", "up", "down+mid", "mid+up", "down+up")
 """Parts of the UNet whose layers :func:`select_layers` keeps: ``down`` = ``input_blocks`` (encoder),
 ``mid`` = ``middle_block``, ``up`` = ``output_blocks`` (decoder), joined with ``+``; ``all`` = every layer."""
 
+MAP_LEVELS = {"image/32": 2, "image/16": 1}
+"""The map resolutions a user can choose (the WebUI setting ``astar_map_level``) and their levels: image/32
+(latent/4; the paper's 16x16 at 512 px on SD 1.x, the default) and image/16 (latent/2; 4x the map cells)."""
+DEFAULT_MAP_LEVEL = "image/32"
+
+
+def level_name(level: int) -> str:
+    """``"image/32"`` for level 2: the map's stride in image pixels (the latent is image/8, each level halves it)."""
+    return f"image/{8 * 2 ** level}"
+
+
+def parse_map_level(value: object) -> int:
+    """The level of a map-resolution setting (``"image/32"`` -> 2, ``"image/16"`` -> 1); raises ``ValueError``."""
+    text = str(value).strip().lower().replace(" ", "")
+    if text not in MAP_LEVELS:
+        raise ValueError(f"unknown map resolution {value!r}: use {' or '.join(MAP_LEVELS)}")
+    return MAP_LEVELS[text]
+
 
 class CaptureComplete(Exception):
     """Raised from the last needed layer's hook to skip the rest of the UNet (early exit).
@@ -120,7 +138,7 @@ def select_layers(unet: nn.Module, level: int = 2, choice: str = "all") -> list[
     if not chosen:
         have = sorted({layer_part(n) for n in at_level}, key=list(PARTS.values()).index)
         raise CaptureError(f"this UNet has no cross-attention layer in {choice!r} at level {level} "
-                           f"(parts with layers there: {', '.join(have) or 'none'})")
+                           f"({level_name(level)}; parts with layers there: {', '.join(have) or 'none'})")
     return chosen
 
 
