@@ -13,7 +13,8 @@ Layers are found by class name (``CrossAttention`` of ldm and sgm, ldm's
 static walk of the UNet counts the stride-2 down- and up-samplings before each layer
 (its "level"; the map is ``latent / 2**level``). Level 2 is the paper's 16x16 at 512 px for SD 1.x
 (the five layers of ``input_blocks.7/8`` and ``output_blocks.3/4/5``), 24x24 for SD 2.x at 768 px,
-and 32x32 for SDXL at 1024 px.
+and 32x32 for SDXL at 1024 px. Level 1 (image/16, :data:`MAP_LEVELS`) is the finer choice of the WebUI setting
+``astar_map_level``: SD 1.x/2.x's five layers of ``input_blocks.4/5`` and ``output_blocks.6/7/8``, SDXL's ten.
 
 Which layers of that level: all of them by default (Attend-and-Excite's rule); :func:`select_layers` picks a
 part of the UNet instead (``"up"``: the decoder's, ``"down+mid"``, ...; :data:`LAYER_CHOICES`), for the
