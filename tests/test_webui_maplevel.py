@@ -15,11 +15,9 @@ in the decoder).
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from tests.conftest import SCRIPT, astar_keys, hook_count, on, run
-from tests.standin.forge.harness import Forge
-from tests.standin.forge_classic.harness import ForgeClassic
+from tests.test_forge_script import line  # noqa: F401  (fixture: the stand-ins of Forge main and Forge Classic)
 
 ATTN = ".1.transformer_blocks.0.attn2"
 LEVEL2 = [f"input_blocks.{i}{ATTN}" for i in (7, 8)] + [f"output_blocks.{i}{ATTN}" for i in (3, 4, 5)]
@@ -149,17 +147,7 @@ def test_an_unknown_value_turns_astar_off_with_a_message_and_the_image_is_made(w
     assert result.processed.images[0].tobytes() == plain.images[0].tobytes()
 
 
-@pytest.fixture(params=[Forge, ForgeClassic], ids=["main", "classic"])
-def line(request, tiny):
-    """The stand-in of Forge main, then of Forge Classic, installed for one test."""
-    handle = request.param(tiny)
-    try:
-        yield handle.install()
-    finally:
-        handle.uninstall()
-
-
-def test_image16_on_both_forge_lines(line):
+def test_image16_on_both_forge_lines(line):  # noqa: F811
     unet = line.shared.sd_model.forge_objects.unet.model.diffusion_model
     coarse = run(line, on(heatmaps=True), seed=3)
     fine = run(line, on(heatmaps=True), seed=3, override_settings=dict(FINE))
