@@ -94,6 +94,18 @@ def test_the_map_level_option_sets_every_variant():
     with pytest.raises(SystemExit):
         bench.parse_args(["--level", "3"])
 
+    # the quality study measures the plain trajectory on the maps of each level (overlaps of two levels differ)
+    threads = torch.get_num_threads()
+    try:
+        report = bench.run_benchmark(bench.parse_args(["--quick", "--compare-levels", "--quality-seeds", "1"]),
+                                     io.StringIO())
+    finally:
+        torch.set_num_threads(threads)
+    q = report["quality"]["variants"]
+    assert set(q) == {"plain", "astar", "maps", "plain_image/16"}
+    assert q["plain_image/16"]["label"] == "plain sampling, maps at image/16"
+    assert q["plain_image/16"]["mean"] != q["plain"]["mean"]  # 8x8 vs 16x16 maps of the same latents
+
 
 def test_full_size_configs_need_a_gpu_or_force():
     if torch.cuda.is_available():

@@ -243,10 +243,11 @@ class Setup:
             result.overlap_before, result.overlap_after = run.overlap_before_after()
         return result
 
-    def plain_overlap(self, batch: int, seed: int | None = None) -> float | None:
-        """The overlap at the end of the window on the plain trajectory (A-STAR with step size 0)."""
+    def plain_overlap(self, batch: int, seed: int | None = None, level: int | None = None) -> float | None:
+        """The overlap at the end of the window on the plain trajectory (A-STAR with step size 0), on the maps at
+        ``level`` (default ``--level``)."""
         probe = Variant("probe", "probe", True, P.replace(self.args.astar_params, scale=0.0),
-                        self.args.engine_options, batch, level=self.args.level)
+                        self.args.engine_options, batch, level=self.args.level if level is None else level)
         return self.generate(probe, seed=seed).overlap_after
 
 
@@ -416,10 +417,15 @@ def quality_study(args: argparse.Namespace, setup: Setup, vs: Sequence[Variant],
     seeds = [args.seed + i for i in range(args.quality_seeds)]
     chosen = [v for v in vs if v.batch == args.batch and (not v.astar or v.key == "astar"
                                                           or (results[v.key].max_dx or 0) > NOISE_DX)]
+    # the plain trajectory's overlap on the maps of every other level a variant reads (the overlaps of two levels
+    # are not comparable)
+    for level in sorted({v.level for v in chosen if v.astar and v.level != args.level}, reverse=True):
+        chosen.append(Variant(f"plain_{level_name(level)}", f"plain sampling, maps at {level_name(level)}", False,
+                              args.astar_params, args.engine_options, args.batch, level=level))
     out = {}
     for v in chosen:
-        values = [setup.plain_overlap(v.batch, seed) if not v.astar else setup.generate(v, seed=seed).overlap_after
-                  for seed in seeds]
+        values = [setup.plain_overlap(v.batch, seed, v.level) if not v.astar
+                  else setup.generate(v, seed=seed).overlap_after for seed in seeds]
         out[v.key] = {"label": v.label, "overlaps": values, "mean": statistics.fmean(values)}
     return {"seeds": seeds, "variants": out}
 
