@@ -158,3 +158,14 @@ def test_image16_on_both_forge_lines(line):  # noqa: F811
     assert not {"A-STAR skipped", "A-STAR error"} & set(keys), keys
     assert "A-STAR maps" not in astar_keys(coarse.processed)
     assert hook_count(unet) == 0
+
+
+def test_the_hires_pass_uses_the_same_level(webui):
+    """Hires fix at 1.5x: the second pass's latent is 48x48, so its image/16 maps are 24x24 (image/32: 12x12)."""
+    extra = dict(enable_hr=True, hr_scale=1.5, hr_second_pass_steps=4, denoising_strength=0.6)
+    result = run(webui, on(hires=True, heatmaps=True), override_settings=dict(FINE), **extra)
+    first, hires = result.p.astar_state.runs
+    assert hires.label == "hires pass" and hires.controller.capture.layers == LEVEL1
+    assert tuple(first.heatmap_data(0)["maps"]["cat"]["first step"].shape) == (16, 16)
+    assert tuple(hires.heatmap_data(0)["maps"]["cat"]["first step"].shape) == (24, 24)
+    assert "A-STAR hires overlap" in astar_keys(result.processed)
