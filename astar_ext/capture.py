@@ -13,7 +13,8 @@ Layers are found by class name (``CrossAttention`` of ldm and sgm, ldm's
 static walk of the UNet counts the stride-2 down- and up-samplings before each layer
 (its "level"; the map is ``latent / 2**level``). Level 2 is the paper's 16x16 at 512 px for SD 1.x
 (the five layers of ``input_blocks.7/8`` and ``output_blocks.3/4/5``), 24x24 for SD 2.x at 768 px,
-and 32x32 for SDXL at 1024 px.
+and 32x32 for SDXL at 1024 px. Level 1 (image/16, :data:`MAP_LEVELS`) is the finer choice of the WebUI setting
+``astar_map_level``: SD 1.x/2.x's five layers of ``input_blocks.4/5`` and ``output_blocks.6/7/8``, SDXL's ten.
 
 Which layers of that level: all of them by default (Attend-and-Excite's rule); :func:`select_layers` picks a
 part of the UNet instead (``"up"``: the decoder's, ``"down+mid"``, ...; :data:`LAYER_CHOICES`), for the
@@ -46,6 +47,24 @@ PARTS = {"input_blocks": "down", "middle_block": "mid", "output_blocks": "up"}
 LAYER_CHOICES = ("all", "down", "mid", "up", "down+mid", "mid+up", "down+up")
 """Parts of the UNet whose layers :func:`select_layers` keeps: ``down`` = ``input_blocks`` (encoder),
 ``mid`` = ``middle_block``, ``up`` = ``output_blocks`` (decoder), joined with ``+``; ``all`` = every layer."""
+
+MAP_LEVELS = {"image/32": 2, "image/16": 1}
+"""The map resolutions a user can choose (the WebUI setting ``astar_map_level``) and their levels: image/32
+(latent/4; the paper's 16x16 at 512 px on SD 1.x, the default) and image/16 (latent/2; 4x the map cells)."""
+DEFAULT_MAP_LEVEL = "image/32"
+
+
+def level_name(level: int) -> str:
+    """``"image/32"`` for level 2: the map's stride in image pixels (the latent is image/8, each level halves it)."""
+    return f"image/{8 * 2 ** level}"
+
+
+def parse_map_level(value: object) -> int:
+    """The level of a map-resolution setting (``"image/32"`` -> 2, ``"image/16"`` -> 1); raises ``ValueError``."""
+    text = str(value).strip().lower().replace(" ", "")
+    if text not in MAP_LEVELS:
+        raise ValueError(f"unknown map resolution {value!r}: use {' or '.join(MAP_LEVELS)}")
+    return MAP_LEVELS[text]
 
 
 class CaptureComplete(Exception):
@@ -120,7 +139,7 @@ def select_layers(unet: nn.Module, level: int = 2, choice: str = "all") -> list[
     if not chosen:
         have = sorted({layer_part(n) for n in at_level}, key=list(PARTS.values()).index)
         raise CaptureError(f"this UNet has no cross-attention layer in {choice!r} at level {level} "
-                           f"(parts with layers there: {', '.join(have) or 'none'})")
+                           f"({level_name(level)}; parts with layers there: {', '.join(have) or 'none'})")
     return chosen
 
 

@@ -51,7 +51,8 @@ class Host(Protocol):
         """The automatic EOT rule of the re-normalisation for this model."""
 
     def layer_choice(self, sd_model: Any, setting: str) -> str:
-        """The :func:`~astar_ext.capture.select_layers` choice for the ``astar_layers`` setting."""
+        """The :func:`~astar_ext.capture.select_layers` choice for the ``astar_layers`` setting (applied at the
+        level of the ``astar_map_level`` setting)."""
 
     def run_options(self, shared: Any, sd_model: Any) -> dict[str, Callable | None]:
         """Keyword arguments of :class:`~astar_ext.passrun.PassRun` that depend on the host:

@@ -58,8 +58,8 @@ def test_quick_report_has_ratios_passes_and_time_split(quick):
 def test_quick_ablation_table(quick):
     report, text, _ = quick
     rows = {r["key"]: r for r in report["rows"]}
-    assert set(rows) == {"plain", "astar", "freeze", "early_exit", "columns", "recompute", "checkpoint", "skip",
-                         "window", "iterations", "plain_b2", "astar_b2", "per_image_b2"}
+    assert set(rows) == {"plain", "astar", "maps", "freeze", "early_exit", "columns", "recompute", "checkpoint",
+                         "skip", "window", "iterations", "plain_b2", "astar_b2", "per_image_b2"}
     for r in report["rows"]:
         assert r["label"][:34] in text
         assert r["time_ratio"] > 0 and r["memory_ratio"] > 0
@@ -70,6 +70,8 @@ def test_quick_ablation_table(quick):
                                                            ["overlap_after"], abs=1e-3)
     # counts follow the settings
     assert rows["window"]["passes"] == 4 and rows["iterations"]["passes"] == 4
+    assert rows["maps"]["label"] == "maps at image/16" and rows["maps"]["passes"] == 2
+    assert report["maps"] == "image/32" and "maps at image/32 (all layers)" in text
     assert rows["astar_b2"]["passes"] == 2 and rows["per_image_b2"]["passes"] == 4
     assert rows["skip"]["passes"] == 2 and rows["skip"]["gradients"] <= 2
     assert rows["skip"]["gradients"] == 2 - rows["skip"]["below_steps"]
@@ -83,6 +85,26 @@ def test_quick_json_is_the_report(quick):
     saved = json.loads(path.read_text())
     assert saved["main"]["passes"] == report["main"]["passes"]
     assert [r["key"] for r in saved["rows"]] == [r["key"] for r in report["rows"]]
+
+
+def test_the_map_level_option_sets_every_variant():
+    args = bench.parse_args(["--level", "1", "--compare-levels"])
+    assert [(v.key, v.level) for v in bench.variants(args)] == [("plain", 1), ("astar", 1), ("maps", 2)]
+    assert [v.level for v in bench.variants(bench.parse_args([]))] == [2, 2]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--level", "3"])
+
+    # the quality study measures the plain trajectory on the maps of each level (overlaps of two levels differ)
+    threads = torch.get_num_threads()
+    try:
+        report = bench.run_benchmark(bench.parse_args(["--quick", "--compare-levels", "--quality-seeds", "1"]),
+                                     io.StringIO())
+    finally:
+        torch.set_num_threads(threads)
+    q = report["quality"]["variants"]
+    assert set(q) == {"plain", "astar", "maps", "plain_image/16"}
+    assert q["plain_image/16"]["label"] == "plain sampling, maps at image/16"
+    assert q["plain_image/16"]["mean"] != q["plain"]["mean"]  # 8x8 vs 16x16 maps of the same latents
 
 
 def test_full_size_configs_need_a_gpu_or_force():
@@ -128,3 +150,8 @@ def test_flop_count_of_the_loss_pass_on_the_meta_device():
     with contextlib.redirect_stdout(out):
         assert main(["--config", "tiny", "--size", "128x128", "--steps", "8"]) == 0
     assert "compute-bound estimate" in out.getvalue() and "backward with checkpoint_blocks" in out.getvalue()
+    # image/16: the tiny SD 1.x layout's five level-1 layers; the last (output_blocks.8) comes after image/32's last
+    # (output_blocks.5), so the early exit leaves less of the UNet out
+    fine = count_flops("tiny", 128, 128, level=1)
+    assert fine["layers"] == 5 and fine["maps"] == "image/16" and f["maps"] == "image/32"
+    assert f["forward"] < fine["forward"] < fine["forward_no_exit"]

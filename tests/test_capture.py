@@ -11,6 +11,8 @@ from astar_ext.capture import (
     CaptureError,
     attention_levels,
     frozen,
+    level_name,
+    parse_map_level,
     remove_all,
 )
 from astar_ext.maps import concept_maps
@@ -52,6 +54,25 @@ def test_explicit_layers_and_errors(tiny):
         AttentionCapture(tiny.diffusion_model, layers=[SD1_LAYERS[0], "middle_block.1.transformer_blocks.0.attn2"])
     with pytest.raises(CaptureError, match="no cross-attention layer at level 5"):
         AttentionCapture(tiny.diffusion_model, level=5)
+
+
+def test_map_resolution_names_and_the_image_over_16_layers(tiny, batch):
+    """The setting's names: the latent is image/8 and each level halves it (level 2 = image/32, level 1 =
+    image/16). At level 1 the tiny SD 1.x layout has the transformers of input_blocks 4-5 and output_blocks 6-8,
+    whose maps are 16x16 on the 32x32 latent (twice the side of level 2's 8x8)."""
+    assert (level_name(2), level_name(1), level_name(3)) == ("image/32", "image/16", "image/64")
+    assert parse_map_level("image/32") == 2 and parse_map_level(" Image/16 ") == 1
+    for bad in ("image/8", "", "16", None):
+        with pytest.raises(ValueError, match="use image/32 or image/16"):
+            parse_map_level(bad)
+    x, t, ctx, layout = batch
+    cap = AttentionCapture(tiny.diffusion_model, level=1)
+    assert cap.layers == [f"input_blocks.{i}.1.transformer_blocks.0.attn2" for i in (4, 5)] + [
+        f"output_blocks.{i}.1.transformer_blocks.0.attn2" for i in (6, 7, 8)]
+    with cap, torch.no_grad(), cap.recording(layout.gather) as rec:
+        tiny.diffusion_model(x, t, context=ctx)
+    assert rec.hw == (16, 16) and rec.latent_hw == (32, 32) and rec.complete
+    assert all(p.shape[1] == 16 * 16 for p in rec.probs.values())
 
 
 @torch.no_grad()

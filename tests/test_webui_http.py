@@ -199,6 +199,27 @@ def test_pasting_the_infotext_through_the_api_restores_the_fields():
         assert a[key] == b[key]
 
 
+def test_map_resolution_setting_and_its_paste_through_the_api():
+    """``astar_map_level`` through ``override_settings``; the infotext's ``A-STAR maps`` is turned back into that
+    override setting when the infotext is pasted (the API's ``infotext`` field, as the UI's paste button does)."""
+    try:
+        fine = txt2img([on()], override_settings={"astar_map_level": "image/16"})
+        keys = infotext(fine)
+        assert keys["A-STAR maps"] == "image/16" and int(keys["A-STAR passes"]) == 3, keys
+        assert not {"A-STAR skipped", "A-STAR error"} & set(keys), keys
+        coarse = txt2img([on()])
+        assert "A-STAR maps" not in infotext(coarse)
+        assert pixels(fine["images"][0]) != pixels(coarse["images"][0])
+        again = txt2img(None, infotext=fine["info"]["infotexts"][0])
+        assert infotext(again)["A-STAR maps"] == "image/16"
+        assert pixels(again["images"][0]) == pixels(fine["images"][0])
+        bad = txt2img([on()], override_settings={"astar_map_level": "image/8"})
+        keys = infotext(bad)
+        assert "astar_map_level" in keys["A-STAR skipped"] and "A-STAR passes" not in keys and len(bad["images"]) == 1
+    finally:
+        call("/sdapi/v1/options", {"astar_map_level": "image/32"})
+
+
 def test_interrupt_during_a_correction_stops_promptly():
     result = {}
 
@@ -425,15 +446,20 @@ def _toy_present(res: dict, objects) -> list[bool]:
     return [T.drawn(dets, c) for c, _ in objects]
 
 
-def test_toy_model_plain_and_astar_through_the_api_match_the_engine():
+@pytest.mark.parametrize("maps", ["image/32", "image/16"], ids=["image32", "image16"])
+def test_toy_model_plain_and_astar_through_the_api_match_the_engine(maps):
     """The same prompts and seeds through ``/sdapi/v1/txt2img`` (Euler, 20 steps, CFG 3, 256 px) and through the
     engine's own sampling (:func:`astar_ext.toy.bench.evaluate`): the WebUI starts from the same noise (its CPU
     seed), so image by image the objects drawn agree, and the all-present rates plain and with A-STAR (the
     defaults) agree within noise. ``ASTAR_WEBUI_TOY_PROMPTS`` (default 24) two-object prompts x
-    ``ASTAR_WEBUI_TOY_SEEDS`` (default 2) report seeds."""
+    ``ASTAR_WEBUI_TOY_SEEDS`` (default 2) report seeds. ``maps``: the ``astar_map_level`` setting, sent as an
+    override setting (image/32 = the toy model's 8x8 maps, image/16 = its 16x16 maps, the engine's ``--level 1``)."""
+    import dataclasses
+
     import numpy as np
 
     from astar_ext import params as P
+    from astar_ext.capture import parse_map_level
     from astar_ext.toy import bench as B
     from astar_ext.toy.model import load_model
 
@@ -441,17 +467,23 @@ def test_toy_model_plain_and_astar_through_the_api_match_the_engine():
     prompts = B.benchmark_prompts(2, int(os.environ.get("ASTAR_WEBUI_TOY_PROMPTS", "24")))
     seeds = list(range(B.REPORT_FIRST_SEED, B.REPORT_FIRST_SEED + int(os.environ.get("ASTAR_WEBUI_TOY_SEEDS", "2"))))
     api = {"plain": [], "A-STAR": []}
-    for i, objects in enumerate(prompts):
-        text = B.prompt_text(objects, i)
-        concepts = ", ".join(f"{c} {s}" for c, s in objects)
-        for seed in seeds:
-            common = dict(prompt=text, model=model, steps=20, cfg_scale=3, width=256, height=256, seed=seed,
-                          sampler_name="Euler", scheduler="Automatic")
-            api["plain"].append(_toy_present(txt2img(**common), objects))
-            res = txt2img([on(concepts)], **common)
-            assert "A-STAR passes: 10" in res["info"]["infotexts"][0], res["info"]["infotexts"][0]
-            api["A-STAR"].append(_toy_present(res, objects))
+    try:
+        for i, objects in enumerate(prompts):
+            text = B.prompt_text(objects, i)
+            concepts = ", ".join(f"{c} {s}" for c, s in objects)
+            for seed in seeds:
+                common = dict(prompt=text, model=model, steps=20, cfg_scale=3, width=256, height=256, seed=seed,
+                              sampler_name="Euler", scheduler="Automatic")
+                api["plain"].append(_toy_present(txt2img(**common), objects))
+                res = txt2img([on(concepts)], override_settings={"astar_map_level": maps}, **common)
+                info = res["info"]["infotexts"][0]
+                assert "A-STAR passes: 10" in info, info
+                assert ("A-STAR maps: image/16" in info) == (maps == "image/16"), info
+                api["A-STAR"].append(_toy_present(res, objects))
+    finally:
+        call("/sdapi/v1/options", {"astar_map_level": "image/32"})  # restore_afterwards is off (the model switch)
     toy = load_model()
+    toy.config = dataclasses.replace(toy.config, capture_level=parse_map_level(maps))
     engine = {"plain": B.evaluate(toy, prompts, seeds, None), "A-STAR": B.evaluate(toy, prompts, seeds, P.DEFAULTS)}
     n = len(api["plain"])
     lines = []
@@ -460,8 +492,8 @@ def test_toy_model_plain_and_astar_through_the_api_match_the_engine():
         e = engine[name].all_present
         agree = float((a == e).mean())
         lo, hi = B.wilson(int(a.sum()), n)
-        lines.append(f"{name}: all present through the API {a.mean():.1%} [{lo:.0%}, {hi:.0%}], engine {e.mean():.1%}, "
-                     f"same outcome in {agree:.0%} of {n} images")
+        lines.append(f"{maps} {name}: all present through the API {a.mean():.1%} [{lo:.0%}, {hi:.0%}], engine "
+                     f"{e.mean():.1%}, same outcome in {agree:.0%} of {n} images")
         assert agree >= 0.85, lines[-1]
         assert abs(a.mean() - e.mean()) <= 2 * np.sqrt(max(e.mean() * (1 - e.mean()), 0.05) / n), lines[-1]
     print("\n".join(lines))

@@ -174,7 +174,7 @@ def test_layout_loss_setting_changes_the_image_and_is_in_the_infotext(webui):
     """Settings > A-STAR: the term that holds a concept to its box. The default (share) writes no key; eq3 (the
     paper's Eq. 3 with the box as the mask) is named in the infotext and gives another image at the same seed."""
     webui.start(SCRIPT)
-    assert "astar_layout_loss" in webui.shared.opts.data_labels
+    assert webui.shared.opts.data_labels["astar_layout_loss"].infotext == "A-STAR layout loss"  # a paste restores it
     try:
         share, _ = run(webui, on(layout=LR, window=1.0), seed=3, steps=6)
         assert "A-STAR layout loss" not in astar_keys(share)

@@ -29,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from .. import params as P
-from ..capture import LAYER_CHOICES, AttentionCapture, frozen, select_layers
+from ..capture import LAYER_CHOICES, MAP_LEVELS, AttentionCapture, frozen, level_name, select_layers
 from ..checkpointing import checkpointed_blocks
 from .host import use_sdp_attention
 from .models import SPECS, build_unet
@@ -58,9 +58,11 @@ def _count(fn: Callable[[], Any]) -> int:
     return mode.total
 
 
-def count_flops(config: str, width: int | None = None, height: int | None = None, layers: str = "all") -> dict:
+def count_flops(config: str, width: int | None = None, height: int | None = None, layers: str = "all",
+                level: int = 2) -> dict:
     """FLOPs of a plain step and of the loss pass's parts for ``config`` at ``width`` x ``height``
-    (``layers``: the captured image/32 layers, a :data:`~astar_ext.capture.LAYER_CHOICES` value)."""
+    (``layers``: the captured layers at ``level``, a :data:`~astar_ext.capture.LAYER_CHOICES` value; ``level`` 2 =
+    image/32, 1 = image/16)."""
     spec = SPECS[config]
     width, height = width or spec.width, height or spec.height
     if config == "tiny":
@@ -81,7 +83,7 @@ def count_flops(config: str, width: int | None = None, height: int | None = None
     with torch.no_grad():
         x, t, kw = inputs(2)
         plain = _count(lambda: unet(x, t, **kw))
-    capture = AttentionCapture(unet, layers=select_layers(unet, 2, layers))
+    capture = AttentionCapture(unet, layers=select_layers(unet, level, layers))
     columns = torch.tensor([[2, 5]], device="meta")
 
     def loss_pass(early_exit: bool, checkpoint: bool = False) -> tuple[int, int]:
@@ -99,7 +101,8 @@ def count_flops(config: str, width: int | None = None, height: int | None = None
                 torch.autograd.grad(loss, z)
         return fwd.total, bwd.total
 
-    out = {"config": config, "size": f"{width}x{height}", "layers": len(capture.layers), "plain_step": plain}
+    out = {"config": config, "size": f"{width}x{height}", "layers": len(capture.layers), "plain_step": plain,
+           "maps": level_name(level)}
     out["forward"], out["backward"] = loss_pass(True)
     out["forward_no_exit"], out["backward_no_exit"] = loss_pass(False)
     _, out["backward_checkpoint"] = loss_pass(True, checkpoint=True)
@@ -134,17 +137,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--size", default=None, help="WIDTHxHEIGHT (default: the config's)")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the config's)")
     ap.add_argument("--window", type=float, default=P.DEFAULTS.window)
-    ap.add_argument("--layers", choices=LAYER_CHOICES, default="all", help="the captured image/32 layers")
+    ap.add_argument("--layers", choices=LAYER_CHOICES, default="all", help="the captured layers at the --level")
+    ap.add_argument("--level", type=int, choices=sorted(MAP_LEVELS.values()), default=2,
+                    help="the maps' level: 2 = image/32 (default), 1 = image/16 (the WebUI setting astar_map_level)")
     args = ap.parse_args(argv)
     spec = SPECS[args.config]
     width, height = (int(v) for v in args.size.lower().split("x")) if args.size else (spec.width, spec.height)
     steps = args.steps or spec.steps
-    f = count_flops(args.config, width, height, args.layers)
+    f = count_flops(args.config, width, height, args.layers, args.level)
     e = estimate(f, steps, args.window)
     plain = f["plain_step"]
     w = sys.stdout.write
     w(f"FLOP count (meta device, matmul/conv/attention only): {args.config} {f['size']}, {f['layers']} captured "
-      f"layers, {steps} steps, window {args.window} ({e['optimised_steps']} optimised steps)\n")
+      f"layers at {f['maps']}, {steps} steps, window {args.window} ({e['optimised_steps']} optimised steps)\n")
     w(f"  {'plain step (CFG batch of 2)':44s}{plain / 1e12:9.3f} TFLOP  1.000\n")
     for label, key in (("loss-pass forward (early exit)", "forward"),
                        ("loss-pass forward (whole UNet)", "forward_no_exit"),

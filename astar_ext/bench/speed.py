@@ -48,7 +48,7 @@ from typing import Any
 import torch
 
 from .. import params as P
-from ..capture import LAYER_CHOICES, select_layers
+from ..capture import LAYER_CHOICES, MAP_LEVELS, level_name, select_layers
 from ..controller import EngineOptions, mean_overlap
 from ..passconcepts import PassConcepts
 from ..passrun import PassRun
@@ -81,6 +81,7 @@ class Variant:
     options: EngineOptions = EngineOptions()
     batch: int = 1
     changes: str = ""
+    level: int = 2  # the maps' level (2 = image/32, 1 = image/16: the WebUI setting astar_map_level)
 
 
 @dataclasses.dataclass
@@ -198,12 +199,12 @@ class Setup:
             concepts = PassConcepts(self.items, [self.args.prompt] * variant.batch, PlainPrompts, n_steps,
                                     self.tokens.tokenizer(), normalize_eot=variant.options.normalize_eot)
             options = dataclasses.replace(variant.options, sync_timing=self.cuda)
-            layers = None if self.args.layers == "all" else select_layers(self.model.diffusion_model, 2,
-                                                                           self.args.layers)
+            layers = None if self.args.layers == "all" else select_layers(self.model.diffusion_model,
+                                                                           variant.level, self.args.layers)
             run = PassRun(params=variant.params, plan=plan, concepts=concepts, unet=self.model.diffusion_model,
                           layers=layers,
                           reconstruct=PlainPrompts.reconstruct_multicond_batch, current_model=lambda: self.model,
-                          should_stop=lambda: False, options=options, level=2, report=_report)
+                          should_stop=lambda: False, options=options, level=variant.level, report=_report)
             run.attach(sampler)
         image_cond = noise.new_zeros(noise.shape[0], 5, 1, 1)
         torch.manual_seed(seed + 1)  # ancestral samplers draw their noise from the global RNG
@@ -242,10 +243,11 @@ class Setup:
             result.overlap_before, result.overlap_after = run.overlap_before_after()
         return result
 
-    def plain_overlap(self, batch: int, seed: int | None = None) -> float | None:
-        """The overlap at the end of the window on the plain trajectory (A-STAR with step size 0)."""
+    def plain_overlap(self, batch: int, seed: int | None = None, level: int | None = None) -> float | None:
+        """The overlap at the end of the window on the plain trajectory (A-STAR with step size 0), on the maps at
+        ``level`` (default ``--level``)."""
         probe = Variant("probe", "probe", True, P.replace(self.args.astar_params, scale=0.0),
-                        self.args.engine_options, batch)
+                        self.args.engine_options, batch, level=self.args.level if level is None else level)
         return self.generate(probe, seed=seed).overlap_after
 
 
@@ -308,15 +310,20 @@ def _quiet_stderr() -> Iterator[None]:
 
 # --- variants ---------------------------------------------------------------------------------------------
 def variants(args: argparse.Namespace) -> list[Variant]:
-    """Plain, A-STAR as configured, and (with ``--ablate``) each optimisation and setting toggled."""
-    params, opts, batch = args.astar_params, args.engine_options, args.batch
-    out = [Variant("plain", "plain sampling", False, params, opts, batch),
-           Variant("astar", "A-STAR as configured", True, params, opts, batch)]
+    """Plain, A-STAR as configured, with ``--compare-levels`` (or ``--ablate``) A-STAR with the maps at the other
+    level, and with ``--ablate`` each optimisation and setting toggled."""
+    params, opts, batch, level = args.astar_params, args.engine_options, args.batch, args.level
+    out = [Variant("plain", "plain sampling", False, params, opts, batch, level=level),
+           Variant("astar", "A-STAR as configured", True, params, opts, batch, level=level)]
+    if args.compare_levels or args.ablate:
+        other = 1 if level == 2 else 2
+        out.append(Variant("maps", f"maps at {level_name(other)}", True, params, opts, batch,
+                           "setting (astar_map_level)", level=other))
     if not args.ablate:
         return out
 
     def flip(key: str, label: str, changes: str, **kw: Any) -> Variant:
-        return Variant(key, label, True, params, dataclasses.replace(opts, **kw), batch, changes)
+        return Variant(key, label, True, params, dataclasses.replace(opts, **kw), batch, changes, level=level)
 
     out += [
         flip("freeze", f"freeze_weights {'off' if opts.freeze_weights else 'on'}", "engine option",
@@ -334,17 +341,18 @@ def variants(args: argparse.Namespace) -> list[Variant]:
     ]
     window = 1.0 if params.window < 1.0 else 0.5
     out.append(Variant("window", f"window {window}", True, P.replace(params, window=window), opts, batch,
-                       "user setting"))
+                       "user setting", level=level))
     out.append(Variant("iterations", f"iterations {params.iterations + 1}", True,
-                       P.replace(params, iterations=params.iterations + 1), opts, batch, "user setting"))
+                       P.replace(params, iterations=params.iterations + 1), opts, batch, "user setting", level=level))
     other = 2 if batch == 1 else batch
     if other != batch:
-        out += [Variant(f"plain_b{other}", f"batch {other}: plain sampling", False, params, opts, other),
-                Variant(f"astar_b{other}", f"batch {other}: A-STAR as configured", True, params, opts, other)]
+        out += [Variant(f"plain_b{other}", f"batch {other}: plain sampling", False, params, opts, other, level=level),
+                Variant(f"astar_b{other}", f"batch {other}: A-STAR as configured", True, params, opts, other,
+                        level=level)]
     out.append(Variant(f"per_image_b{other}",
                        f"batch {other}: " + ("one pass per image" if opts.batch_pass else "one pass for the batch"),
                        True, params, dataclasses.replace(opts, batch_pass=not opts.batch_pass), other,
-                       "engine option"))
+                       "engine option", level=level))
     return out
 
 
@@ -409,10 +417,15 @@ def quality_study(args: argparse.Namespace, setup: Setup, vs: Sequence[Variant],
     seeds = [args.seed + i for i in range(args.quality_seeds)]
     chosen = [v for v in vs if v.batch == args.batch and (not v.astar or v.key == "astar"
                                                           or (results[v.key].max_dx or 0) > NOISE_DX)]
+    # the plain trajectory's overlap on the maps of every other level a variant reads (the overlaps of two levels
+    # are not comparable)
+    for level in sorted({v.level for v in chosen if v.astar and v.level != args.level}, reverse=True):
+        chosen.append(Variant(f"plain_{level_name(level)}", f"plain sampling, maps at {level_name(level)}", False,
+                              args.astar_params, args.engine_options, args.batch, level=level))
     out = {}
     for v in chosen:
-        values = [setup.plain_overlap(v.batch, seed) if not v.astar else setup.generate(v, seed=seed).overlap_after
-                  for seed in seeds]
+        values = [setup.plain_overlap(v.batch, seed, v.level) if not v.astar
+                  else setup.generate(v, seed=seed).overlap_after for seed in seeds]
         out[v.key] = {"label": v.label, "overlaps": values, "mean": statistics.fmean(values)}
     return {"seeds": seeds, "variants": out}
 
@@ -461,6 +474,7 @@ def make_report(args: argparse.Namespace, setup: Setup, vs: Sequence[Variant], r
         "dtype": str(setup.dtype).replace("torch.", ""), "attention": args.attention,
         "sampler": f"{setup.func_name} ({setup.scheduler})", "cfg_scale": args.cfg_scale,
         "batch": args.batch, "prompt": args.prompt, "concepts": args.concepts, "seed": args.seed,
+        "maps": level_name(args.level), "layers": args.layers,
         "params": {k: v for k, v in P.to_dict(params).items() if k not in ("enabled", "concepts")},
         "options": dataclasses.asdict(args.engine_options),
         "warmup": args.warmup, "reps": args.reps, "torch": torch.__version__,
@@ -485,7 +499,8 @@ def print_report(rep: dict, out: Any = sys.stdout) -> None:
       f"torch {rep['torch']}\n")
     w(f"generation: {rep['size']}, {rep['steps']} steps, {rep['sampler']}, CFG {rep['cfg_scale']}, "
       f"batch {rep['batch']}, seed {rep['seed']}, prompt {rep['prompt']!r}, concepts {rep['concepts']!r}\n")
-    w(f"A-STAR: scale {p['scale']}, window {p['window']}, iterations {p['iterations']}; engine: "
+    w(f"A-STAR: scale {p['scale']}, window {p['window']}, iterations {p['iterations']}, maps at {rep['maps']} "
+      f"({rep['layers']} layers); engine: "
       + ", ".join(f"{k}={v}" for k, v in rep["options"].items() if k not in ("keep_maps", "sync_timing")) + "\n")
     w(f"timing: {rep['warmup']} warm-up round(s), then {rep['reps']} timed round(s) of every variant, the order "
       f"rotating; medians\n\n")
@@ -555,7 +570,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--attention", choices=("sdp", "ldm"), default="sdp",
                     help="sdp: the WebUI's scaled-dot-product optimisation; ldm: ldm's own (materialised softmax)")
     ap.add_argument("--layers", choices=LAYER_CHOICES, default="all",
-                    help="the captured image/32 layers (the WebUI setting astar_layers; all = the default)")
+                    help="the captured layers at the --level (the WebUI setting astar_layers; all = the default)")
+    ap.add_argument("--level", type=int, choices=sorted(MAP_LEVELS.values()), default=2,
+                    help="the maps' level: 2 = image/32 (default, the paper's), 1 = image/16 (the WebUI setting "
+                         "astar_map_level)")
+    ap.add_argument("--compare-levels", action="store_true",
+                    help="also run A-STAR with the maps at the other level (a row of the variants table)")
     ap.add_argument("--prompt", default="a cat and a dog")
     ap.add_argument("--concepts", default="cat, dog")
     ap.add_argument("--seed", type=int, default=0)

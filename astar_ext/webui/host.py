@@ -45,7 +45,8 @@ decoder layers
 costs about what ``all`` costs (the early exit stops after the last captured layer, ``output_blocks.2``, in each
 case), and the encoder-only choices (``down``, ``down+mid``: 0.4-0.7x the time of ``all``) give latent gradients
 that agree only partly with the all-layer objective (cosine -0.15 to 0.65), so ``all`` (Attend-and-Excite's rule)
-stays the default everywhere."""
+stays the default everywhere. The rule does not depend on the map resolution (``astar_map_level``): at image/16
+"automatic" is also every layer of that level (5 on SD 1.x/2.x, 10 on SDXL; docs/design.md "Map resolution")."""
 LAYER_DEFAULTS_TEXT = "all of them on every model"
 
 

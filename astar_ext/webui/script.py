@@ -24,7 +24,16 @@ import gradio as gr
 from modules import prompt_parser, script_callbacks, scripts, sd_samplers, shared
 
 from .. import params as P
-from ..capture import LAYER_CHOICES, CaptureError, remove_all, select_layers
+from ..capture import (
+    DEFAULT_MAP_LEVEL,
+    LAYER_CHOICES,
+    MAP_LEVELS,
+    CaptureError,
+    level_name,
+    parse_map_level,
+    remove_all,
+    select_layers,
+)
 from ..controller import EngineOptions
 from ..passconcepts import PassConcepts
 from ..passrun import PassRun, detach_all
@@ -49,6 +58,9 @@ MASK_METHODS = ("threshold", "otsu")
 LAYOUT_LOSSES = ("share", "eq3")  # EngineOptions.layout_loss; the first is the default
 EOT_RULES = ("automatic", "keep", "exclude")
 LAYER_SETTINGS = ("automatic",) + LAYER_CHOICES
+MAPS_KEY = "A-STAR maps"
+"""The infotext key of the ``astar_map_level`` setting (written when it is not the default; a paste restores it as
+an override setting, through the option's ``infotext``)."""
 
 
 @dataclasses.dataclass
@@ -62,7 +74,8 @@ class GenerationState:
     warnings: list[str] = dataclasses.field(default_factory=list)
     runs: list[PassRun] = dataclasses.field(default_factory=list)
     sampling_seen: bool = False
-    layers: str | None = None  # which layers, when not all image/32 layers
+    layers: str | None = None  # which layers, when not all the layers of the map level
+    level: int = MAP_LEVELS[DEFAULT_MAP_LEVEL]  # the capture level (astar_map_level)
     # (index of the image among the generation's outputs, heatmap data) for postprocess
     heatmaps: list[tuple[int, dict]] = dataclasses.field(default_factory=list)
 
@@ -227,6 +240,15 @@ class AStarScript(scripts.Script):
         p.extra_generation_params.update(P.to_infotext(params))
         state = GenerationState(params, items, layout)
         p.astar_state = state
+        setting = _opt("astar_map_level", DEFAULT_MAP_LEVEL)
+        try:
+            state.level = parse_map_level(setting)
+        except ValueError as e:
+            p.extra_generation_params[MAPS_KEY] = str(setting)
+            state.skip(f"setting astar_map_level: {e}")
+            return
+        if state.level != MAP_LEVELS[DEFAULT_MAP_LEVEL]:
+            p.extra_generation_params[MAPS_KEY] = level_name(state.level)
         if not items:
             state.skip("no concepts given")
             return
@@ -271,8 +293,8 @@ class AStarScript(scripts.Script):
         unet = host.unet(sd_model)
         choice = host.layer_choice(sd_model, _opt("astar_layers", "automatic"))
         try:
-            layers = select_layers(unet, 2, choice)
-            all_layers = select_layers(unet, 2, "all")
+            layers = select_layers(unet, state.level, choice)
+            all_layers = select_layers(unet, state.level, "all")
         except (CaptureError, ValueError) as e:
             state.skip(f"{label}: {e}")
             return
@@ -291,11 +313,11 @@ class AStarScript(scripts.Script):
             params=state.params, plan=plan, concepts=concepts, unet=unet,
             reconstruct=prompt_parser.reconstruct_multicond_batch, current_model=lambda: shared.sd_model,
             should_stop=lambda: bool(shared.state.interrupted or shared.state.skipped),
-            options=options, level=2, layers=layers, label=label, layout=state.layout,
+            options=options, level=state.level, layers=layers, label=label, layout=state.layout,
             **host.run_options(shared, sd_model),
         )
         if len(layers) < len(all_layers):
-            state.layers = f"{choice}, {len(layers)} of the {len(all_layers)} image/32 layers"
+            state.layers = f"{choice}, {len(layers)} of the {len(all_layers)} {level_name(state.level)} layers"
         run.attach(sampler)
         state.runs.append(run)
 
@@ -432,14 +454,18 @@ def on_ui_settings() -> None:
     shared.opts.add_option("astar_layout_loss", shared.OptionInfo(
         LAYOUT_LOSSES[0], "Layout: what holds a concept to its box (share: the share of its attention outside the "
                           "box; eq3: the paper's Eq. 3 with the box as the mask, which moves objects less)",
-        gr.Radio, {"choices": list(LAYOUT_LOSSES)}, section=section))
+        gr.Radio, {"choices": list(LAYOUT_LOSSES)}, section=section, infotext="A-STAR layout loss"))
     shared.opts.add_option("astar_eot_rule", shared.OptionInfo(
         "automatic", "EOT and padding in the x100 re-normalisation (automatic: kept on SD 1.x, excluded on SD 2.x "
                      "and SDXL)",
         gr.Radio, {"choices": list(EOT_RULES)}, section=section))
+    shared.opts.add_option("astar_map_level", shared.OptionInfo(
+        DEFAULT_MAP_LEVEL, "Attention map resolution (image/32: the paper's, 16x16 maps at 512 px; image/16: finer, "
+                           "4x the map cells, for small images and layouts)", gr.Radio,
+        {"choices": list(MAP_LEVELS)}, section=section, infotext=MAPS_KEY))
     automatic = current_host().layer_defaults_text
     shared.opts.add_option("astar_layers", shared.OptionInfo(
-        "automatic", "Cross-attention layers at image/32 whose maps A-STAR uses (automatic: " + automatic
+        "automatic", "Cross-attention layers at that resolution whose maps A-STAR uses (automatic: " + automatic
         + "; down = encoder, mid = middle block, up = decoder)", gr.Radio, {"choices": list(LAYER_SETTINGS)},
         section=section))
     shared.opts.add_option("astar_early_exit", shared.OptionInfo(
