@@ -133,6 +133,13 @@ MUTANTS = [
            "total = seg_weight * seg + ret_weight * ret", LAYOUT),
     Mutant("controller: the retention weight for the regions' concepts", "astar_ext/controller.py",
            'float(getattr(p, "layout_weight", p.ret_weight))', "float(p.ret_weight)", LAYOUT),
+    Mutant("share: Eq. 3's denominator (the region's area added)", "astar_ext/losses.py",
+           "terms = 1.0 - inside / total.clamp_min(EPS)",
+           "terms = 1.0 - inside / (total + regions.sum((-2, -1))).clamp_min(EPS)", LAYOUT),
+    Mutant("share: the region's concepts keep Eq. 3", "astar_ext/losses.py",
+           "retention = torch.where(share.to(retention.device)[None], shared, retention)", "pass", LAYOUT),
+    Mutant("controller: the layout loss setting ignored", "astar_ext/controller.py",
+           'share = has if self.options.layout_loss == "share" else None', "share = None", LAYOUT),
     Mutant("controller: regions not used", "astar_ext/controller.py",
            "prev_masks, prev_ok = with_regions(prev_masks, prev_ok, regions, has, maps.shape)", "pass", LAYOUT),
     # capture.py: the recomputed probabilities

@@ -304,7 +304,11 @@ def _fits_before_after(tiny, clip_wrapper, layout_text, layout_loss="share", **f
             record = ctrl.step(x, sigma, 0, layout, den.cond_pass)
             after = ctrl.measure(x, sigma, 0, layout, den.cond_pass).fit[0]
         assert record.updates == 1 and record.fit[0] == pytest.approx(before)
-        assert all(v is not None for v in record.retention[0])  # Eq. 3 with the regions from the first step
+        assert all(v is not None for v in record.retention[0])  # a term with the regions from the first step
+        if layout_loss == "share":  # the term is one minus the fit: the share of the attention outside the box
+            assert record.retention[0] == pytest.approx([1 - v for v in before], abs=1e-5)
+        else:  # Eq. 3: 1 - in / (in + out + |R|) is above 1 - in / (in + out) whenever the region is not empty
+            assert all(r > 1 - v + 1e-3 for r, v in zip(record.retention[0], before))
         out.append((before, after))
     assert hook_count(tiny) == 0
     return np.array(out)  # [seed, before/after, concept]
