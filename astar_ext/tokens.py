@@ -35,6 +35,15 @@ CHUNK_TOKENS = 77  # SOT + 75 prompt tokens + EOT
 PROMPT_TOKENS = 75
 
 
+def clip_byte_alphabet() -> dict[int, str]:
+    """CLIP's byte-level BPE alphabet (GPT-2's), byte -> character, in the order of CLIP's vocabulary: the
+    printable bytes (``!``..``~``, ``¡``..``¬``, ``®``..``ÿ``) stand for themselves, then the other bytes, in
+    byte order, for ``chr(256 + n)``."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    others = [b for b in range(256) if b not in printable]
+    return {**{b: chr(b) for b in printable}, **{b: chr(256 + n) for n, b in enumerate(others)}}
+
+
 @dataclasses.dataclass(frozen=True)
 class ConceptItem:
     """One comma-separated item of a concept spec: a word/phrase, or a token column (``#N``)."""

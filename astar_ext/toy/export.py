@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from ..tokens import clip_byte_alphabet
 from .model import CLIP_VOCAB, ToyLDM, load_model, unet_params
 
 NAME = "astar-toy-v2"
@@ -80,19 +81,6 @@ def clip_text_config(model: ToyLDM) -> dict[str, Any]:
             "pad_token_id": 1, "torch_dtype": "float32"}
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible map of bytes to printable characters (CLIP's tokenizer uses it)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
 def tokenizer_files(bpe_path: str | None = None) -> tuple[dict[str, int], list[str]]:
     """``(vocab, merges)`` of CLIP's tokenizer from its BPE file: the 49408-token vocabulary in CLIP's order
     (bytes, bytes + ``</w>``, the merges, the two special tokens) and the 48894 merge lines."""
@@ -103,7 +91,7 @@ def tokenizer_files(bpe_path: str | None = None) -> tuple[dict[str, int], list[s
     with gzip.open(bpe_path) as f:
         lines = f.read().decode("utf-8").split("\n")
     merges = lines[1:49152 - 256 - 2 + 1]
-    symbols = list(_bytes_to_unicode().values())
+    symbols = list(clip_byte_alphabet().values())
     vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
     return {tok: i for i, tok in enumerate(vocab)}, merges

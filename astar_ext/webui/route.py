@@ -34,7 +34,7 @@ from .. import params as P
 from ..hostapi import NoModelLoaded
 from ..passconcepts import PassConcepts, Tokenizer
 from ..suggest import suggest
-from ..tokens import CHUNK_TOKENS, ConceptItem, Word, parse_concepts, prompt_words
+from ..tokens import CHUNK_TOKENS, ConceptItem, Word, clip_byte_alphabet, parse_concepts, prompt_words
 from .hosting import current_host
 
 ROUTE = "/astar/v1/tokens"
@@ -135,21 +135,7 @@ def _model_name(sd_model: Any) -> str | None:
 
 
 # --- the description ----------------------------------------------------------------------------------------
-def _byte_decoder() -> dict[str, int]:
-    """CLIP's byte-level BPE alphabet (printable bytes stand for themselves, the others for 256 + n), inverted."""
-    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
-    table: dict[str, int] = {}
-    extra = 0
-    for b in range(256):
-        if b in printable:
-            table[chr(b)] = b
-        else:
-            table[chr(256 + extra)] = b
-            extra += 1
-    return table
-
-
-_BYTES = _byte_decoder()
+_BYTES = {ch: b for b, ch in clip_byte_alphabet().items()}  # CLIP's byte-level BPE alphabet, inverted
 
 
 def display_text(text: str) -> str:
