@@ -60,6 +60,10 @@ def grad_mode() -> Iterator[None]:
         yield
 
 
+LAYOUT_LOSSES = ("share", "eq3")
+"""The values of :attr:`EngineOptions.layout_loss`; the first is the default."""
+
+
 @dataclasses.dataclass(frozen=True)
 class EngineOptions:
     """Engine settings that are not user fields of the params table.
@@ -101,7 +105,7 @@ class EngineOptions:
     normalize_eot: bool = False
     smoothing: bool = True
     mask_method: str = "threshold"
-    layout_loss: str = "share"
+    layout_loss: str = LAYOUT_LOSSES[0]
     loss_scale: float = 2.0 ** 12
     early_exit: bool = True
     freeze_weights: bool = True

@@ -189,9 +189,9 @@ def ground_truth(model: ToyLDM, count: int, n: int, seed: int = 7) -> tuple[int,
     rng = np.random.default_rng(seed)
     scenes = [D.random_scene(rng, D.DataMix(), count=count) for _ in range(n)]
     objects = drawn = right = 0
+    scale = model.config.image_size // D.IMAGE_SIZE
     for start in range(0, n, 16):
         part = scenes[start:start + 16]
-        scale = model.config.image_size // D.IMAGE_SIZE
         images = torch.from_numpy(np.stack([D.render_scene(s, scale) for s in part]).transpose(0, 3, 1, 2) * 2 - 1)
         with torch.no_grad():
             grid = (model.to_grid(model.to_latent(images)) + 1) / 2

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from .. import params as P
-from ..controller import EngineOptions
+from ..controller import LAYOUT_LOSSES, EngineOptions
 from . import data as D
 from . import detect as T
 from .bench import benchmark_prompts, parse_overrides, prompt_text, sign_test, wilson
@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--level", type=int, default=None,
                     help="level of the maps: 2 = image/32 (8x8, the WebUI's, the default), 1 = image/16 (16x16)")
-    ap.add_argument("--layout-loss", choices=("share", "eq3"), default=EngineOptions.layout_loss,
+    ap.add_argument("--layout-loss", choices=LAYOUT_LOSSES, default=EngineOptions.layout_loss,
                     help="the term that holds a concept to its box: the share of its attention outside the box, or "
                          "the paper's Eq. 3 with the box as the mask (the WebUI setting astar_layout_loss)")
     ap.add_argument("--threads", type=int, default=1)

@@ -81,7 +81,7 @@ class Run:
         overlap: ``[S, B]`` Eq. 2 (summed over pairs) of the measured maps at steps ``0..S-1``.
         mask_iou: ``[S-1, B]`` mean over concepts of the IoU of each concept's binary mask between
             consecutive measured steps (the retention that Eq. 3 asks for).
-        maps: ``[S, B, K, 8, 8]`` the measured maps.
+        maps: ``[S, B, K, h, w]`` the measured maps (8x8 at the model's capture level 2, 16x16 at level 1).
         latents: ``[B, 4, 32, 32]`` the final (scaled) latents.
         controller: the A-STAR controller (``None`` for a plain run); its ``records`` hold the
             per-step diagnostics of the correction.
@@ -136,7 +136,7 @@ def generate(
 
     ``measure_steps`` (default ``steps // 2 + 1``): how many steps, from the first, are measured.
     ``decode=False``: ``images`` is the 32x32 scene grid of the latents (what the detector reads), without
-    running the VAE's decoder (:meth:`~astar_ext.toy.model.ToyLDM.to_grid`). ``layers``: which image/32
+    running the VAE's decoder (:meth:`~astar_ext.toy.model.ToyLDM.to_grid`). ``layers``: which
     cross-attention layers give the maps (the WebUI's ``astar_layers`` setting: ``all``, ``down``, ``up``, ...).
     """
     import k_diffusion as K

@@ -34,7 +34,7 @@ from ..capture import (
     remove_all,
     select_layers,
 )
-from ..controller import EngineOptions
+from ..controller import LAYOUT_LOSSES, EngineOptions
 from ..passconcepts import PassConcepts
 from ..passrun import PassRun, detach_all
 from ..regions import Layout
@@ -50,12 +50,14 @@ except ImportError:  # pragma: no cover - older WebUI
 
 TITLE = "A-STAR"
 SETTINGS_SECTION = ("astar", "A-STAR")
+LAYOUT_LOSS_KEY = "A-STAR layout loss"
+"""The infotext key of the ``astar_layout_loss`` setting (written when a layout used a term other than the default;
+a paste restores it as an override setting, through the option's ``infotext``)."""
 SUMMARY_KEYS = ("A-STAR skipped", "A-STAR warnings", "A-STAR overlap", "A-STAR pairs", "A-STAR retention IoU",
                 "A-STAR layout fit", "A-STAR passes", "A-STAR time", "A-STAR hires overlap", "A-STAR notes",
-                "A-STAR layers", "A-STAR layout loss")
+                "A-STAR layers", LAYOUT_LOSS_KEY)
 ERROR_KEY = "A-STAR error"
 MASK_METHODS = ("threshold", "otsu")
-LAYOUT_LOSSES = ("share", "eq3")  # EngineOptions.layout_loss; the first is the default
 EOT_RULES = ("automatic", "keep", "exclude")
 LAYER_SETTINGS = ("automatic",) + LAYER_CHOICES
 MAPS_KEY = "A-STAR maps"
@@ -430,7 +432,7 @@ def write_summary(extra: dict, state: GenerationState) -> None:
         if fits:
             extra["A-STAR layout fit"] = ", ".join(fits)
             if first.options.layout_loss != LAYOUT_LOSSES[0]:
-                extra["A-STAR layout loss"] = first.options.layout_loss
+                extra[LAYOUT_LOSS_KEY] = first.options.layout_loss
     extra["A-STAR passes"] = sum(run.passes for run in state.runs)
     extra["A-STAR time"] = f"{sum(run.seconds for run in state.runs):.2f} s"
 
@@ -454,7 +456,7 @@ def on_ui_settings() -> None:
     shared.opts.add_option("astar_layout_loss", shared.OptionInfo(
         LAYOUT_LOSSES[0], "Layout: what holds a concept to its box (share: the share of its attention outside the "
                           "box; eq3: the paper's Eq. 3 with the box as the mask, which moves objects less)",
-        gr.Radio, {"choices": list(LAYOUT_LOSSES)}, section=section, infotext="A-STAR layout loss"))
+        gr.Radio, {"choices": list(LAYOUT_LOSSES)}, section=section, infotext=LAYOUT_LOSS_KEY))
     shared.opts.add_option("astar_eot_rule", shared.OptionInfo(
         "automatic", "EOT and padding in the x100 re-normalisation (automatic: kept on SD 1.x, excluded on SD 2.x "
                      "and SDXL)",
