@@ -59,6 +59,28 @@ def quick(tmp_path_factory):
     return json.loads(out.read_text())["results"]["two objects"], text.getvalue()
 
 
+def test_extra_objects_and_only_these_by_hand():
+    """A prompt of red, blue and yellow; detected: red twice, blue, green. Red and blue are drawn (yellow is not),
+    so two of the four detections are extra: the second red and the green."""
+    from types import SimpleNamespace as Det
+
+    dets = [Det(colour=c) for c in ("red", "red", "blue", "green")]
+    assert B.extra_objects(dets, ["red", "blue", "yellow"]) == 2
+    assert B.extra_objects(dets[1:3], ["red", "blue"]) == 0
+    assert B.extra_objects([], ["red", "blue"]) == 0
+    # three images of a two-object prompt: all drawn and clean / one missing / all drawn with one extra
+    present = np.array([[True, True], [True, False], [True, True]])
+    zeros = np.zeros(3)
+    scores = B.Scores(present, present, zeros, zeros, zeros, 1.0, np.arange(3), np.array([0, 0, 1]))
+    assert scores.only_these.tolist() == [True, False, False]
+    # plain: image 0 had an extra object, image 2 was clean -> with the setting image 0 fixed, image 2 broken
+    plain = B.Scores(present, present, zeros, zeros, zeros, 1.0, np.arange(3), np.array([1, 0, 0]))
+    s = scores.summary(plain)
+    assert s["only_these"] == pytest.approx(1 / 3) and (s["only_fixed"], s["only_broken"]) == (1, 1)
+    assert s["all_present"] == pytest.approx(2 / 3) and (s["fixed"], s["broken"]) == (0, 0)
+    assert "| 33.3% [6%, 79%] (1 / 1) |" in B.table([("x", s)], 2)
+
+
 def test_quick_benchmark_counts_and_the_correction_lowers_the_overlap(quick):
     """8 images say nothing about the all-present rate (the benchmark's tables, with intervals, do); what they
     show: the paired counts agree with the rates, and the correction does what it is for on the learned
@@ -81,6 +103,7 @@ def test_quick_benchmark_counts_and_the_correction_lowers_the_overlap(quick):
 def test_quick_benchmark_prints_its_table(quick):
     _, text = quick
     assert "| setting | all present [95% CI] |" in text and "| plain |" in text
+    assert "| only these [95% CI] (fixed / broken) |" in text
     assert "| ret only (seg_weight 0) |" in text
     assert "4 prompts x 2 seeds = 8 images" in text
 

@@ -17,6 +17,9 @@ blue square") is generated at fixed seeds, plain and with A-STAR (concepts: the 
 
 * **all present**: share of images in which every object of the prompt is drawn (a blob of its colour
   of at least half the smallest object's area, any shape): the measure of neglect;
+* **only these**: share of images in which every object is drawn *and nothing else*: no second blob of a
+  prompt's colour and no blob of another colour (:func:`extra_objects`). "All present" alone counts an image
+  whose objects were drawn twice, or among debris, as a success; this column does not;
 * **by position**: share of the first, second (third) objects of the prompts that are drawn;
 * **all correct** / **correct**: share of images in which every object is drawn with its shape, and of
   objects drawn with their shape (the toy model draws rough shapes, so this is much lower);
@@ -128,10 +131,18 @@ class Scores:
     mask_iou: np.ndarray  # [N]
     seconds: float
     prompt: np.ndarray  # [N] index of each image's prompt
+    extra: np.ndarray | None = None  # [N] int: objects beyond the prompt's (:func:`extra_objects`); None: not counted
 
     @property
     def all_present(self) -> np.ndarray:
         return self.present.all(1)
+
+    @property
+    def only_these(self) -> np.ndarray:
+        """``[N]`` bool: every object drawn and nothing else (all False where extras were not counted)."""
+        if self.extra is None:
+            return np.zeros(len(self.present), dtype=bool)
+        return self.all_present & (self.extra == 0)
 
     def summary(self, plain: Scores | None = None) -> dict[str, Any]:
         n = len(self.present)
@@ -139,6 +150,8 @@ class Scores:
             "images": n,
             "all_present": float(self.all_present.mean()),
             "all_present_ci": wilson(int(self.all_present.sum()), n),
+            "only_these": float(self.only_these.mean()),
+            "only_these_ci": wilson(int(self.only_these.sum()), n),
             "correct_ci": wilson(int(self.correct.sum()), self.correct.size),
             "object": float(self.present.mean()),
             "by_position": [float(v) for v in self.present.mean(0)],
@@ -154,6 +167,8 @@ class Scores:
             out["fixed"] = int((~plain.all_present & self.all_present).sum())
             out["broken"] = int((plain.all_present & ~self.all_present).sum())
             out["p_sign"] = sign_test(out["fixed"], out["broken"])
+            out["only_fixed"] = int((~plain.only_these & self.only_these).sum())
+            out["only_broken"] = int((plain.only_these & ~self.only_these).sum())
         return out
 
 
@@ -163,7 +178,7 @@ def evaluate(model: ToyLDM, prompts: Sequence[tuple[tuple[str, str], ...]], seed
     """Generate every prompt at every seed (plain when ``params`` is None) and detect the objects (on the scene
     grid of the final latents, :meth:`~astar_ext.toy.model.ToyLDM.to_grid`). ``layers``: the maps' layers."""
     rows = [(i, objs, s) for i, objs in enumerate(prompts) for s in seeds]
-    present, correct, o_mid, o_mean, iou = [], [], [], [], []
+    present, correct, extra, o_mid, o_mean, iou = [], [], [], [], [], []
     t0 = time.perf_counter()
     for start in range(0, len(rows), batch):
         part = rows[start:start + batch]
@@ -175,11 +190,19 @@ def evaluate(model: ToyLDM, prompts: Sequence[tuple[tuple[str, str], ...]], seed
             dets = T.detect(T.to_numpy_image(run.images[r]))
             present.append([T.drawn(dets, c) for c, _ in objs])
             correct.append([T.correct(dets, c, s) for c, s in objs])
+            extra.append(extra_objects(dets, [c for c, _ in objs]))
         o_mid.append(run.overlap[-1].numpy())
         o_mean.append(run.overlap.mean(0).numpy())
         iou.append(run.mask_iou.mean(0).numpy())
     return Scores(np.array(present), np.array(correct), np.concatenate(o_mid), np.concatenate(o_mean),
-                  np.concatenate(iou), time.perf_counter() - t0, np.array([i for i, _, _ in rows]))
+                  np.concatenate(iou), time.perf_counter() - t0, np.array([i for i, _, _ in rows]), np.array(extra))
+
+
+def extra_objects(dets: Sequence[Any], colours: Sequence[str]) -> int:
+    """How many detected objects are not the prompt's: every detection beyond one per prompt colour that is
+    drawn (a second blob of a prompt's colour, or a blob of a colour the prompt does not name). ``dets``: the
+    detector's objects (anything with ``.colour``); ``colours``: the prompt's objects' colours (distinct)."""
+    return len(dets) - sum(any(d.colour == c for d in dets) for c in colours)
 
 
 def ground_truth(model: ToyLDM, count: int, n: int, seed: int = 7) -> tuple[int, int, int]:
@@ -218,13 +241,18 @@ def settings(overrides: dict[str, Any] | None, base: Any = P.DEFAULTS) -> Any | 
 def table(rows: Sequence[tuple[str, dict[str, Any]]], k: int) -> str:
     """A Markdown table of summaries."""
     pos = " / ".join(f"#{i + 1}" for i in range(k))
-    head = (f"| setting | all present [95% CI] | object | by position ({pos}) | fixed / broken (p) | all correct "
-            "| correct [95% CI] | overlap mid | overlap mean | mask IoU | s/img |")
-    lines = [head, "|" + " --- |" * 11]
+    head = (f"| setting | all present [95% CI] | object | by position ({pos}) | fixed / broken (p) "
+            "| only these [95% CI] (fixed / broken) | all correct | correct [95% CI] | overlap mid | overlap mean "
+            "| mask IoU | s/img |")
+    lines = [head, "|" + " --- |" * 12]
     for name, s in rows:
         fb = f"{s['fixed']} / {s['broken']} ({s['p_sign']:.2g})" if "fixed" in s else "-"
+        only = f"{s['only_these']:.1%} {_ci(s['only_these_ci'])}"
+        if "only_fixed" in s:
+            only += f" ({s['only_fixed']} / {s['only_broken']})"
         by = " / ".join(f"{v:.0%}" for v in s["by_position"])
         lines.append(f"| {name} | {s['all_present']:.1%} {_ci(s['all_present_ci'])} | {s['object']:.1%} | {by} | {fb} "
+                     f"| {only} "
                      f"| {s['all_correct']:.1%} | {s['correct']:.1%} {_ci(s['correct_ci'])} | {s['overlap_mid']:.3f} "
                      f"| {s['overlap_mean']:.3f} | {s['mask_iou']:.3f} | {s['s_per_image']:.2f} |")
     return "\n".join(lines)
