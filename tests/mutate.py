@@ -38,6 +38,7 @@ SCHEDULE = ("tests/test_schedule.py",)
 CONTROLLER = ("tests/test_controller.py",)
 CAPTURE = ("tests/test_capture.py",)
 LAYOUT = ("tests/test_layout.py",)
+TOY_BENCH = ("tests/test_toy_bench.py::test_extra_objects_and_only_these_by_hand",)
 
 MUTANTS = [
     # maps.py: A&E's map extraction
@@ -149,6 +150,9 @@ MUTANTS = [
     Mutant("capture: first head instead of the head mean", "astar_ext/capture.py",
            "probs = (q @ k.transpose(-1, -2) * scale).softmax(-1).mean(1)  # [B, N, T]",
            "probs = (q @ k.transpose(-1, -2) * scale).softmax(-1)[:, 0]  # [B, N, T]", CAPTURE),
+    Mutant("toy benchmark: only other colours count as extra (duplicates missed)", "astar_ext/toy/bench.py",
+           "return len(dets) - sum(any(d.colour == c for d in dets) for c in colours)",
+           "return sum(d.colour not in colours for d in dets)", TOY_BENCH),
 ]
 
 
