@@ -313,17 +313,22 @@ def variants(args: argparse.Namespace) -> list[Variant]:
     """Plain, A-STAR as configured, with ``--compare-levels`` (or ``--ablate``) A-STAR with the maps at the other
     level, and with ``--ablate`` each optimisation and setting toggled."""
     params, opts, batch, level = args.astar_params, args.engine_options, args.batch, args.level
-    out = [Variant("plain", "plain sampling", False, params, opts, batch, level=level),
-           Variant("astar", "A-STAR as configured", True, params, opts, batch, level=level)]
+
+    base = Variant("", "", True, params, opts, batch, level=level)
+
+    def make(key: str, label: str, astar: bool = True, **kw: Any) -> Variant:
+        """A variant of this run: its params, options, batch and level unless ``kw`` names others."""
+        return dataclasses.replace(base, key=key, label=label, astar=astar, **kw)
+
+    out = [make("plain", "plain sampling", False), make("astar", "A-STAR as configured")]
     if args.compare_levels or args.ablate:
         other = 1 if level == 2 else 2
-        out.append(Variant("maps", f"maps at {level_name(other)}", True, params, opts, batch,
-                           "setting (astar_map_level)", level=other))
+        out.append(make("maps", f"maps at {level_name(other)}", changes="setting (astar_map_level)", level=other))
     if not args.ablate:
         return out
 
     def flip(key: str, label: str, changes: str, **kw: Any) -> Variant:
-        return Variant(key, label, True, params, dataclasses.replace(opts, **kw), batch, changes, level=level)
+        return make(key, label, changes=changes, options=dataclasses.replace(opts, **kw))
 
     out += [
         flip("freeze", f"freeze_weights {'off' if opts.freeze_weights else 'on'}", "engine option",
@@ -340,19 +345,17 @@ def variants(args: argparse.Namespace) -> list[Variant]:
              skip_below=args.ablation_skip if opts.skip_below <= 0 else 0.0),
     ]
     window = 1.0 if params.window < 1.0 else 0.5
-    out.append(Variant("window", f"window {window}", True, P.replace(params, window=window), opts, batch,
-                       "user setting", level=level))
-    out.append(Variant("iterations", f"iterations {params.iterations + 1}", True,
-                       P.replace(params, iterations=params.iterations + 1), opts, batch, "user setting", level=level))
+    out.append(make("window", f"window {window}", changes="user setting", params=P.replace(params, window=window)))
+    out.append(make("iterations", f"iterations {params.iterations + 1}", changes="user setting",
+                    params=P.replace(params, iterations=params.iterations + 1)))
     other = 2 if batch == 1 else batch
     if other != batch:
-        out += [Variant(f"plain_b{other}", f"batch {other}: plain sampling", False, params, opts, other, level=level),
-                Variant(f"astar_b{other}", f"batch {other}: A-STAR as configured", True, params, opts, other,
-                        level=level)]
-    out.append(Variant(f"per_image_b{other}",
-                       f"batch {other}: " + ("one pass per image" if opts.batch_pass else "one pass for the batch"),
-                       True, params, dataclasses.replace(opts, batch_pass=not opts.batch_pass), other,
-                       "engine option", level=level))
+        out += [make(f"plain_b{other}", f"batch {other}: plain sampling", False, batch=other),
+                make(f"astar_b{other}", f"batch {other}: A-STAR as configured", batch=other)]
+    out.append(make(f"per_image_b{other}",
+                    f"batch {other}: " + ("one pass per image" if opts.batch_pass else "one pass for the batch"),
+                    changes="engine option", options=dataclasses.replace(opts, batch_pass=not opts.batch_pass),
+                    batch=other))
     return out
 
 

@@ -131,7 +131,7 @@ class Scores:
     mask_iou: np.ndarray  # [N]
     seconds: float
     prompt: np.ndarray  # [N] index of each image's prompt
-    extra: np.ndarray | None = None  # [N] int: objects beyond the prompt's (:func:`extra_objects`); None: not counted
+    extra: np.ndarray  # [N] int: objects beyond the prompt's (:func:`extra_objects`)
 
     @property
     def all_present(self) -> np.ndarray:
@@ -139,9 +139,7 @@ class Scores:
 
     @property
     def only_these(self) -> np.ndarray:
-        """``[N]`` bool: every object drawn and nothing else (all False where extras were not counted)."""
-        if self.extra is None:
-            return np.zeros(len(self.present), dtype=bool)
+        """``[N]`` bool: every object drawn and nothing else."""
         return self.all_present & (self.extra == 0)
 
     def summary(self, plain: Scores | None = None) -> dict[str, Any]:
