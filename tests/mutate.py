@@ -39,6 +39,7 @@ CONTROLLER = ("tests/test_controller.py",)
 CAPTURE = ("tests/test_capture.py",)
 LAYOUT = ("tests/test_layout.py",)
 TOY_BENCH = ("tests/test_toy_bench.py::test_extra_objects_and_only_these_by_hand",)
+TOY_TRAIN = ("tests/test_toy_model.py::test_text_encoder_learning_rate_scale_and_one_group_checkpoints",)
 
 MUTANTS = [
     # maps.py: A&E's map extraction
@@ -153,6 +154,8 @@ MUTANTS = [
     Mutant("toy benchmark: only other colours count as extra (duplicates missed)", "astar_ext/toy/bench.py",
            "return len(dets) - sum(any(d.colour == c for d in dets) for c in colours)",
            "return sum(d.colour not in colours for d in dets)", TOY_BENCH),
+    Mutant("toy training: the text encoder's learning-rate scale ignored", "astar_ext/toy/train.py",
+           'group["lr"] = lr_at(cfg, step) * group["lr_scale"]', 'group["lr"] = lr_at(cfg, step)', TOY_TRAIN),
 ]
 
 

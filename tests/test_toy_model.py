@@ -179,6 +179,45 @@ def test_training_is_seeded_and_resumes_exactly(tmp_path):
         assert torch.equal(value, vae.state_dict()[name].half().float())
 
 
+def test_text_encoder_learning_rate_scale_and_one_group_checkpoints(tmp_path):
+    """``text_lr_scale`` sets the text encoder's rate apart from the UNet's (0 freezes it: AdamW with lr 0 moves
+    nothing, weight decay included), and a checkpoint whose optimiser has one group of every parameter (as
+    written before the option) resumes to exactly the run made with two groups."""
+    from astar_ext.toy.train import CacheConfig, TrainConfig, build_cache, train
+
+    torch.set_num_threads(1)
+    vae = ToyVAE().eval()
+    cache = build_cache(vae, CacheConfig(scenes=6), str(tmp_path / "cache.pt"), chunk=4)
+    frozen_text = tmp_path / "f.ckpt"
+    train(TrainConfig(steps=2, batch=2, warmup=2, text_lr_scale=0.0), str(frozen_text), None, vae, cache,
+          log_every=100)
+    torch.manual_seed(TrainConfig().seed)
+    init = ToyLDM(ToyConfig(scale_factor=round(cache["scale_factor"], 5)))
+    state = torch.load(frozen_text, weights_only=True)["model"]
+    text = {k: v for k, v in state.items() if k.startswith("cond_stage_model.")}
+    unet = {k: v for k, v in state.items() if k.startswith("diffusion_model.")}
+    start = init.state_dict()
+    assert text and all(torch.equal(v, start[k]) for k, v in text.items())
+    assert any(not torch.equal(v, start[k]) for k, v in unet.items())
+
+    cfg = TrainConfig(steps=3, batch=2, warmup=2)
+    straight = tmp_path / "a.ckpt"
+    train(cfg, str(straight), None, vae, cache, log_every=100)
+    old = tmp_path / "b.ckpt"
+    train(TrainConfig(steps=2, batch=2, warmup=2), str(old), None, vae, cache, log_every=100)
+    saved = torch.load(old, weights_only=True)
+    groups = saved["opt"]["param_groups"]
+    assert len(groups) == 2
+    one = {k: v for k, v in groups[0].items() if k != "lr_scale"}
+    one["params"] = groups[0]["params"] + groups[1]["params"]
+    saved["opt"]["param_groups"] = [one]  # what the trainer wrote before the groups
+    torch.save(saved, old)
+    train(cfg, str(old), None, vae, cache, log_every=100)
+    a, b = torch.load(straight, weights_only=True), torch.load(old, weights_only=True)
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+
+
 def test_shipped_weights_need_only_what_torch_2_0_weights_only_allows():
     """``torch.load(..., weights_only=True)`` has existed since torch 1.13; in torch 2.0 its unpickler accepts
     (beside plain containers and numbers) only these globals. The shipped file must use nothing else."""

@@ -14,8 +14,9 @@ Objective of stage 3: v-prediction (Salimans & Ho 2022, SD 2.x's 768-v models):
 ``|| v - v_theta(z_t, t, c) ||^2`` with ``z_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps``,
 ``v = sqrt(a_t) eps - sqrt(1 - a_t) x_0``, ``a_t`` = SD's ``alphas_cumprod``, ``t`` uniform over the 1000
 steps (``--min-snr G`` weights it by Min-SNR-G, Hang et al. 2023; 0 = unweighted). Captions are replaced by
-the empty prompt with probability 0.1 (classifier-free guidance). AdamW, linear warm-up then a constant rate,
-gradient clipping, an EMA of the weights (the exported weights).
+the empty prompt with probability 0.1 (classifier-free guidance). AdamW, linear warm-up then a constant rate
+(the text encoder's ``--text-lr-scale`` times the UNet's), gradient clipping, an EMA of the weights (the exported
+weights).
 
 **The data produce the neglect** (:class:`~astar_ext.toy.data.DataMix`, ``--absent``): 30 % of the
 captions of one- and two-object scenes name one more object that the image does not show. A model that
@@ -58,6 +59,7 @@ class TrainConfig:
     seed: int = 0
     min_snr: float = 0.0  # 0: unweighted v-loss
     high_noise: float = 0.0  # share of the batch with t drawn from [HIGH_NOISE_FROM, 1000) instead of [0, 1000)
+    text_lr_scale: float = 1.0  # the text encoder's learning rate is lr times this
 
 
 HIGH_NOISE_FROM = 600
@@ -158,7 +160,29 @@ def _settings(cfg: TrainConfig | dict) -> dict:
     d = dataclasses.asdict(cfg) if isinstance(cfg, TrainConfig) else dict(cfg)
     d.pop("steps", None)
     d.setdefault("high_noise", 0.0)  # checkpoints from before the option
+    d.setdefault("text_lr_scale", 1.0)
     return d
+
+
+def _param_groups(model: ToyLDM, cfg: TrainConfig) -> list[dict]:
+    """The UNet's trained parameters, then the text encoder's, each group with its ``lr_scale`` (the order of
+    ``model.parameters()``, so that an optimiser state saved with one group of all of them still fits)."""
+    unet = [p for p in model.diffusion_model.parameters() if p.requires_grad]
+    text = [p for p in model.cond_stage_model.parameters() if p.requires_grad]
+    return [{"params": unet, "lr_scale": 1.0}, {"params": text, "lr_scale": cfg.text_lr_scale}]
+
+
+def _fit_opt_state(saved: dict, groups: list[dict]) -> dict:
+    """An AdamW state saved with a single group of every parameter, split into ``groups`` (same order)."""
+    if len(saved["param_groups"]) == len(groups):
+        return saved
+    (only,) = saved["param_groups"]
+    index, split = list(only["params"]), []
+    for g in groups:
+        n = len(g["params"])
+        split.append({**only, "params": index[:n], "lr_scale": g["lr_scale"]})
+        index = index[n:]
+    return {"state": saved["state"], "param_groups": split}
 
 
 def train(cfg: TrainConfig, checkpoint: str, export: str | None, vae: ToyVAE, cache: dict,
@@ -178,8 +202,9 @@ def train(cfg: TrainConfig, checkpoint: str, export: str | None, vae: ToyVAE, ca
     ema = ToyLDM(config).to(device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = _param_groups(model, cfg)
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, seconds, history = 0, 0.0, []
     settings = _settings(cfg)
     if os.path.exists(checkpoint):
@@ -188,7 +213,9 @@ def train(cfg: TrainConfig, checkpoint: str, export: str | None, vae: ToyVAE, ca
             print(f"note: the checkpoint was trained with {state['train_config']}")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
+        opt.load_state_dict(_fit_opt_state(state["opt"], groups))
+        for group, g in zip(opt.param_groups, groups):
+            group["lr_scale"] = g["lr_scale"]
         step, seconds = state["step"], state["seconds"]
         history = state.get("history") or [{"to_step": step, "settings": _settings(state["train_config"])}]
         print(f"resumed at step {step} ({seconds / 60:.1f} min so far)")
@@ -211,7 +238,7 @@ def train(cfg: TrainConfig, checkpoint: str, export: str | None, vae: ToyVAE, ca
             break
         zt, t, v, ids, weight = make_batch(model, cache, cfg, step, device)
         for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, step)
+            group["lr"] = lr_at(cfg, step) * group["lr_scale"]
         pred = model.apply_model(zt, t, {"c_crossattn": [model.encode(ids)]})
         loss = (weight * (pred - v).pow(2).mean((1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
@@ -256,6 +283,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--high-noise", type=float, default=d.high_noise,
                     help=f"share of each batch with t from [{HIGH_NOISE_FROM}, 1000): where the layout is decided "
                          "and the noisy latent tells little, so the text must")
+    ap.add_argument("--text-lr-scale", type=float, default=d.text_lr_scale,
+                    help="the text encoder's learning rate as a multiple of --lr")
     ap.add_argument("--scenes", type=int, default=c.scenes, help="cached training scenes")
     ap.add_argument("--mix", type=float, nargs=3, default=(c.one, c.two, c.three), metavar=("ONE", "TWO", "THREE"),
                     help="probabilities of one, two and three objects per scene")
@@ -273,7 +302,8 @@ def main(argv: list[str] | None = None) -> dict:
     vae = ToyVAE(VAEConfig()).eval()
     ccfg = CacheConfig(a.scenes, *a.mix, absent=a.absent, seed=a.seed)
     cache = build_cache(vae, ccfg, os.path.join(a.dir, "cache.pt"))
-    cfg = TrainConfig(steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, min_snr=a.min_snr, high_noise=a.high_noise)
+    cfg = TrainConfig(steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, min_snr=a.min_snr, high_noise=a.high_noise,
+                      text_lr_scale=a.text_lr_scale)
     record = {"cache": {"config": cache["config"], "seconds": round(cache["seconds"], 1),
                                            "scale_factor": cache["scale_factor"]}}
     attention = tuple(int(x) for x in a.attention.split(",")) if a.attention else None
