@@ -435,25 +435,35 @@ def test_pasting_a_layout_through_the_api_restores_it():
 # --- the trained toy model v2 inside the WebUI (ASTAR_WEBUI_TOY: its title, after `python -m astar_ext.toy.export
 # <webui>/models/Stable-diffusion`; the WebUI on CPU in full precision) --------------------------------------------
 
-def _toy_present(res: dict, objects) -> list[bool]:
+def _toy_judge(res: dict, objects) -> tuple[list[bool], bool]:
+    """Per object of the prompt: drawn or not; and whether the image shows exactly the prompt's objects (the
+    benchmark's "only these": every object drawn and nothing else)."""
     import numpy as np
     from PIL import Image
 
+    from astar_ext.toy import bench as B
     from astar_ext.toy import detect as T
 
     img = np.asarray(Image.open(io.BytesIO(base64.b64decode(res["images"][0]))).convert("RGB"), np.float32) / 255
     dets = T.detect(img)
-    return [T.drawn(dets, c) for c, _ in objects]
+    colours = [c for c, _ in objects]
+    present = [T.drawn(dets, c) for c in colours]
+    return present, all(present) and B.extra_objects(dets, colours) == 0
 
 
 @pytest.mark.parametrize("maps", ["image/32", "image/16"], ids=["image32", "image16"])
-def test_toy_model_plain_and_astar_through_the_api_match_the_engine(maps):
+def test_toy_model_plain_and_astar_through_the_api_match_the_engine(maps, monkeypatch):
     """The same prompts and seeds through ``/sdapi/v1/txt2img`` (Euler, 20 steps, CFG 3, 256 px) and through the
     engine's own sampling (:func:`astar_ext.toy.bench.evaluate`): the WebUI starts from the same noise (its CPU
-    seed), so image by image the objects drawn agree, and the all-present rates plain and with A-STAR (the
-    defaults) agree within noise. ``ASTAR_WEBUI_TOY_PROMPTS`` (default 24) two-object prompts x
-    ``ASTAR_WEBUI_TOY_SEEDS`` (default 2) report seeds. ``maps``: the ``astar_map_level`` setting, sent as an
-    override setting (image/32 = the toy model's 8x8 maps, image/16 = its 16x16 maps, the engine's ``--level 1``)."""
+    seed), so image by image the objects drawn agree, and the all-present and only-these rates plain and with
+    A-STAR (the defaults) agree within noise: no significant difference in a paired sign test on the images whose
+    outcome differs (p >= 0.05). Plain sampling must agree image by image (>= 85 %); with A-STAR at least as well
+    as the engine agrees with itself when its start noise is multiplied by 1 + 1e-6, less 10 points (A-STAR's
+    latent steps make an outcome depend on float rounding: at 8x8 that perturbation alone changes about a fifth
+    of the all-present outcomes; plain and A-STAR differ in 43 % of them). ``ASTAR_WEBUI_TOY_PROMPTS`` (default
+    24) two-object prompts x ``ASTAR_WEBUI_TOY_SEEDS`` (default 2) report seeds. ``maps``: the
+    ``astar_map_level`` setting, sent as an override setting (image/32 = the toy model's 8x8 maps, image/16 = its
+    16x16 maps, the engine's ``--level 1``)."""
     import dataclasses
 
     import numpy as np
@@ -467,6 +477,7 @@ def test_toy_model_plain_and_astar_through_the_api_match_the_engine(maps):
     prompts = B.benchmark_prompts(2, int(os.environ.get("ASTAR_WEBUI_TOY_PROMPTS", "24")))
     seeds = list(range(B.REPORT_FIRST_SEED, B.REPORT_FIRST_SEED + int(os.environ.get("ASTAR_WEBUI_TOY_SEEDS", "2"))))
     api = {"plain": [], "A-STAR": []}
+    only = {"plain": [], "A-STAR": []}
     try:
         for i, objects in enumerate(prompts):
             text = B.prompt_text(objects, i)
@@ -474,26 +485,42 @@ def test_toy_model_plain_and_astar_through_the_api_match_the_engine(maps):
             for seed in seeds:
                 common = dict(prompt=text, model=model, steps=20, cfg_scale=3, width=256, height=256, seed=seed,
                               sampler_name="Euler", scheduler="Automatic")
-                api["plain"].append(_toy_present(txt2img(**common), objects))
+                present, clean = _toy_judge(txt2img(**common), objects)
+                api["plain"].append(present)
+                only["plain"].append(clean)
                 res = txt2img([on(concepts)], override_settings={"astar_map_level": maps}, **common)
                 info = res["info"]["infotexts"][0]
                 assert "A-STAR passes: 10" in info, info
                 assert ("A-STAR maps: image/16" in info) == (maps == "image/16"), info
-                api["A-STAR"].append(_toy_present(res, objects))
+                present, clean = _toy_judge(res, objects)
+                api["A-STAR"].append(present)
+                only["A-STAR"].append(clean)
     finally:
         call("/sdapi/v1/options", {"astar_map_level": "image/32"})  # restore_afterwards is off (the model switch)
     toy = load_model()
     toy.config = dataclasses.replace(toy.config, capture_level=parse_map_level(maps))
     engine = {"plain": B.evaluate(toy, prompts, seeds, None), "A-STAR": B.evaluate(toy, prompts, seeds, P.DEFAULTS)}
+    from astar_ext.toy import sample as S
+
+    noise = S.initial_noise
+    monkeypatch.setattr(S, "initial_noise", lambda *a, **k: noise(*a, **k) * (1 + 1e-6))
+    nudged = B.evaluate(toy, prompts, seeds, P.DEFAULTS)
+    monkeypatch.undo()
     n = len(api["plain"])
-    lines = []
+    lines, checks = [], []
     for name in ("plain", "A-STAR"):
-        a = np.array(api[name]).all(1)
-        e = engine[name].all_present
-        agree = float((a == e).mean())
-        lo, hi = B.wilson(int(a.sum()), n)
-        lines.append(f"{maps} {name}: all present through the API {a.mean():.1%} [{lo:.0%}, {hi:.0%}], engine "
-                     f"{e.mean():.1%}, same outcome in {agree:.0%} of {n} images")
-        assert agree >= 0.85, lines[-1]
-        assert abs(a.mean() - e.mean()) <= 2 * np.sqrt(max(e.mean() * (1 - e.mean()), 0.05) / n), lines[-1]
+        for measure, a, e in (("all present", np.array(api[name]).all(1), engine[name].all_present),
+                              ("only these", np.array(only[name]), engine[name].only_these)):
+            agree = float((a == e).mean())
+            floor = 0.85
+            if name == "A-STAR":
+                floor = float((getattr(nudged, measure.replace(" ", "_")) == e).mean()) - 0.10
+            p = B.sign_test(int((a & ~e).sum()), int((~a & e).sum()))
+            lo, hi = B.wilson(int(a.sum()), n)
+            lines.append(f"{maps} {name}: {measure} through the API {a.mean():.1%} [{lo:.0%}, {hi:.0%}], engine "
+                         f"{e.mean():.1%}; same outcome in {agree:.0%} of {n} images (needed {floor:.0%}), "
+                         f"sign test p = {p:.2g}")
+            checks.append((lines[-1], agree, floor, p))
     print("\n".join(lines))
+    for line, agree, floor, p in checks:
+        assert agree >= floor and p >= 0.05, line
