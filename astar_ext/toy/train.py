@@ -173,14 +173,15 @@ def _param_groups(model: ToyLDM, cfg: TrainConfig) -> list[dict]:
 
 
 def _fit_opt_state(saved: dict, groups: list[dict]) -> dict:
-    """An AdamW state saved with a single group of every parameter, split into ``groups`` (same order)."""
+    """An AdamW state saved with a single group of every parameter, split into ``groups`` (same order; the caller
+    sets each group's ``lr_scale``)."""
     if len(saved["param_groups"]) == len(groups):
         return saved
     (only,) = saved["param_groups"]
     index, split = list(only["params"]), []
     for g in groups:
         n = len(g["params"])
-        split.append({**only, "params": index[:n], "lr_scale": g["lr_scale"]})
+        split.append({**only, "params": index[:n]})
         index = index[n:]
     return {"state": saved["state"], "param_groups": split}
 
