@@ -134,18 +134,18 @@ def test_shipped_model_samples_deterministically_and_the_grid_is_what_the_decode
 
 
 def test_shipped_model_draws_the_colours_it_is_asked_for(toy):
-    """Single objects, 12 prompts x 1 seed (not the benchmark's seeds), what the shipped weights (step 12500) do,
+    """Single objects, 12 prompts x 1 seed (not the benchmark's seeds), what the shipped weights (step 21000) do,
     with a margin: the requested colour in every image (asserted: >= 9 of 12), nothing else drawn (asserted: at most
-    3 stray objects in 12 images), the right shape as well in 12 of 12 (asserted: >= 8; the step-1800 weights
-    shipped before drew 4). On the report seeds the right shape is drawn in 63.9 % of 108 images, short of issue
-    12's 80 % (docs/faithfulness.md)."""
+    3 stray objects in 12 images), the right shape as well in 11 of 12 (asserted: >= 9; the step-1800 weights
+    drew 4). On the report seeds the right shape is drawn in 89.8 % of 108 images, issue 12's bar being 80 %
+    (docs/faithfulness.md)."""
     objects, run = _single_objects(toy)
     dets = [T.detect(T.to_numpy_image(im)) for im in run.images]
     colour = sum(T.drawn(d, c) for d, (c, _) in zip(dets, objects))
     shape = sum(T.correct(d, c, s) for d, (c, s) in zip(dets, objects))
     others = sum(sum(x.colour != c for x in d) for d, (c, _) in zip(dets, objects))
     print(f"requested colour drawn {colour}/12, colour and shape {shape}/12, other objects {others}")
-    assert colour >= 9 and shape >= 8 and others <= 3
+    assert colour >= 9 and shape >= 9 and others <= 3
 
 
 def test_training_is_seeded_and_resumes_exactly(tmp_path):
