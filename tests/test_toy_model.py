@@ -179,6 +179,24 @@ def test_training_is_seeded_and_resumes_exactly(tmp_path):
         assert torch.equal(value, vae.state_dict()[name].half().float())
 
 
+def test_a_run_goes_on_on_new_captions_as_a_new_history_segment(tmp_path):
+    """``--cache`` lets a run go on from its checkpoint on a cache of other captions (another ``--absent``), and
+    the history records each segment's data: the shipped weights say which steps saw which captions."""
+    from astar_ext.toy.train import main
+
+    common = ["--dir", str(tmp_path), "--scenes", "6", "--batch", "2"]
+    main(common + ["--steps", "2"])
+    with pytest.raises(ValueError, match="remove it"):  # the first cache is not silently rebuilt or reused
+        main(common + ["--steps", "3", "--absent", "0.5"])
+    new = common + ["--absent", "0.5", "--cache", str(tmp_path / "cache-absent05.pt")]
+    meta = main(new + ["--steps", "3"])
+    assert [(h["to_step"], h["settings"]["data"]["absent"]) for h in meta["history"]] == [(2, 0.3), (3, 0.5)]
+    assert meta["cache"]["config"]["absent"] == 0.5
+    meta = main(new + ["--steps", "4", "--export", str(tmp_path / "w.pt")])  # the same data: the segment goes on
+    assert [(h["to_step"], h["settings"]["data"]["absent"]) for h in meta["history"]] == [(2, 0.3), (4, 0.5)]
+    assert load_model(str(tmp_path / "w.pt")).meta["history"] == meta["history"]
+
+
 def test_text_encoder_learning_rate_scale_and_one_group_checkpoints(tmp_path):
     """``text_lr_scale`` sets the text encoder's rate apart from the UNet's (0 freezes it: AdamW with lr 0 moves
     nothing, weight decay included), and a checkpoint whose optimiser has one group of every parameter (as

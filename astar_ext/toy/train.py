@@ -21,7 +21,9 @@ weights).
 **The data produce the neglect** (:class:`~astar_ext.toy.data.DataMix`, ``--absent``): 30 % of the
 captions of one- and two-object scenes name one more object that the image does not show. A model that
 learns this data leaves out a named object now and then however long it trains, as SD, trained on web
-captions that name what a photo does not show, does.
+captions that name what a photo does not show, does. A run can go on from its checkpoint on other captions
+(``--absent 0.5 --cache DIR/cache-absent05.pt``: a second cache); each segment of ``history`` in the
+checkpoint and the exported ``meta`` records its settings and its cache's config (``data``).
 
 Reproducible: the cached scenes and the UNet batch of step ``s`` (cache rows,
 timesteps, noise, dropped captions) depend only on the seed and ``s`` (or the scene's index), so a run
@@ -208,9 +210,12 @@ def train(cfg: TrainConfig, checkpoint: str, export: str | None, vae: ToyVAE, ca
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, seconds, history = 0, 0.0, []
     settings = _settings(cfg)
+    data = (record or {}).get("cache", {}).get("config")
+    if data is not None:  # a segment on another cache (another --absent, say) is another segment
+        settings["data"] = dict(data)
     if os.path.exists(checkpoint):
         state = torch.load(checkpoint, map_location=device, weights_only=True)
-        if _settings(state["train_config"]) != settings:
+        if _settings(state["train_config"]) != _settings(cfg):
             print(f"note: the checkpoint was trained with {state['train_config']}")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
@@ -220,7 +225,7 @@ def train(cfg: TrainConfig, checkpoint: str, export: str | None, vae: ToyVAE, ca
         step, seconds = state["step"], state["seconds"]
         history = state.get("history") or [{"to_step": step, "settings": _settings(state["train_config"])}]
         print(f"resumed at step {step} ({seconds / 60:.1f} min so far)")
-    if not history or _settings(history[-1]["settings"]) != settings:
+    if not history or _settings(history[-1]["settings"]) != _settings(settings):
         history.append({"to_step": step, "settings": settings})
 
     def save() -> None:
@@ -286,6 +291,9 @@ def main(argv: list[str] | None = None) -> dict:
                          "and the noisy latent tells little, so the text must")
     ap.add_argument("--text-lr-scale", type=float, default=d.text_lr_scale,
                     help="the text encoder's learning rate as a multiple of --lr")
+    ap.add_argument("--cache", default=None,
+                    help="the latent cache's file (default: --dir/cache.pt); another --absent or --mix needs another "
+                         "file, so that a run can go on on new data from its checkpoint")
     ap.add_argument("--scenes", type=int, default=c.scenes, help="cached training scenes")
     ap.add_argument("--mix", type=float, nargs=3, default=(c.one, c.two, c.three), metavar=("ONE", "TWO", "THREE"),
                     help="probabilities of one, two and three objects per scene")
@@ -302,7 +310,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(a.threads)
     vae = ToyVAE(VAEConfig()).eval()
     ccfg = CacheConfig(a.scenes, *a.mix, absent=a.absent, seed=a.seed)
-    cache = build_cache(vae, ccfg, os.path.join(a.dir, "cache.pt"))
+    cache = build_cache(vae, ccfg, a.cache or os.path.join(a.dir, "cache.pt"))
     cfg = TrainConfig(steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, min_snr=a.min_snr, high_noise=a.high_noise,
                       text_lr_scale=a.text_lr_scale)
     record = {"cache": {"config": cache["config"], "seconds": round(cache["seconds"], 1),
