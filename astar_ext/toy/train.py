@@ -209,10 +209,7 @@ def train(cfg: TrainConfig, checkpoint: str, export: str | None, vae: ToyVAE, ca
     params = [p for g in groups for p in g["params"]]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, seconds, history = 0, 0.0, []
-    settings = _settings(cfg)
-    data = (record or {}).get("cache", {}).get("config")
-    if data is not None:  # a segment on another cache (another --absent, say) is another segment
-        settings["data"] = dict(data)
+    settings = {**_settings(cfg), "data": dict(cache["config"])}  # another cache (another --absent, say): a new segment
     if os.path.exists(checkpoint):
         state = torch.load(checkpoint, map_location=device, weights_only=True)
         if _settings(state["train_config"]) != _settings(cfg):
@@ -225,7 +222,7 @@ def train(cfg: TrainConfig, checkpoint: str, export: str | None, vae: ToyVAE, ca
         step, seconds = state["step"], state["seconds"]
         history = state.get("history") or [{"to_step": step, "settings": _settings(state["train_config"])}]
         print(f"resumed at step {step} ({seconds / 60:.1f} min so far)")
-    if not history or _settings(history[-1]["settings"]) != _settings(settings):
+    if not history or _settings(history[-1]["settings"]) != settings:
         history.append({"to_step": step, "settings": settings})
 
     def save() -> None:
